@@ -1,0 +1,212 @@
+"""Settings shared by producer.py, consumer.py and twitter-stream.py.
+
+Every setting comes from the environment, or from a git-ignored ``.env`` file
+next to this module (copy ``.env.example``); a variable that is set in the
+environment wins over the same name in ``.env``. Command-line flags of the
+scripts win over both (``Settings.override``).
+
+    >>> import config
+    >>> settings = config.load({"KAFKA_TOPIC": "payments", "KAFKA_SASL_PASSWORD": "s3cret"})
+    >>> settings.topic, settings.bootstrap_servers
+    ('payments', '127.0.0.1:9092')
+    >>> settings.sasl_password          # secrets never show in a repr or a log line
+    Secret('********')
+
+Nothing happens at import: ``load()`` reads the environment when it is called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from dotenv import dotenv_values
+
+ENV_FILE = Path(__file__).resolve().with_name(".env")
+
+# The broker that `make kafka` (python -m broker start) runs. 127.0.0.1 rather than
+# "localhost": localhost may resolve to ::1 first, where the broker does not listen.
+DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+DEFAULT_TOPIC = "sample"
+DEFAULT_GROUP_ID = "tutorial"
+DEFAULT_TWITTER_API_URL = "https://api.x.com"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+# kafka-python waits 30 s by default before it gives up on an unreachable broker.
+# A learner with no broker running should hear about it sooner than that.
+BOOTSTRAP_TIMEOUT_MS = 10_000
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+class Secret:
+    """A string that does not show itself: repr() and str() are masked.
+
+    Use ``.reveal()`` only where the value is handed to a client library.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
+    topic: str = DEFAULT_TOPIC
+    group_id: str = DEFAULT_GROUP_ID
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    ssl_cafile: str | None = None
+    twitter_bearer_token: Secret | None = None
+    twitter_api_url: str = DEFAULT_TWITTER_API_URL
+
+    def override(self, **values: Any) -> "Settings":
+        """A copy with the given values; None means "not given on the command line"."""
+        given = {name: value for name, value in values.items() if value is not None}
+        return dataclasses.replace(self, **given)
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
+
+
+def load(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE) -> Settings:
+    """Read the settings from ``environ`` (default: os.environ) over ``env_file``."""
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        value = values.get(name, "").strip()
+        return value or None
+
+    def secret(name: str) -> Secret | None:
+        value = get(name)
+        return Secret(value) if value else None
+
+    protocol = (get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}"
+        )
+    mechanism = get("KAFKA_SASL_MECHANISM")
+    if mechanism is not None:
+        mechanism = mechanism.upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"KAFKA_SASL_MECHANISM={mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}"
+            )
+    elif protocol.startswith("SASL_"):
+        mechanism = "PLAIN"  # what managed clusters (Confluent Cloud, Aiven, ...) hand out most
+    return Settings(
+        bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP_SERVERS,
+        topic=get("KAFKA_TOPIC") or DEFAULT_TOPIC,
+        group_id=get("KAFKA_GROUP_ID") or DEFAULT_GROUP_ID,
+        security_protocol=protocol,
+        sasl_mechanism=mechanism,
+        sasl_username=get("KAFKA_SASL_USERNAME"),
+        sasl_password=secret("KAFKA_SASL_PASSWORD"),
+        ssl_cafile=get("KAFKA_SSL_CAFILE"),
+        twitter_bearer_token=secret("TWITTER_BEARER_TOKEN"),
+        twitter_api_url=(get("TWITTER_API_URL") or DEFAULT_TWITTER_API_URL).rstrip("/"),
+    )
+
+
+def connection_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments every kafka-python client (producer, consumer, admin) takes."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_list,
+        "security_protocol": settings.security_protocol,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+    }
+    if settings.security_protocol.startswith("SASL_"):
+        kwargs["sasl_mechanism"] = settings.sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.sasl_username
+        kwargs["sasl_plain_password"] = (
+            settings.sasl_password.reveal() if settings.sasl_password else None
+        )
+    if settings.ssl_cafile:
+        kwargs["ssl_cafile"] = settings.ssl_cafile
+    return kwargs
+
+
+def producer_kwargs(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """KafkaProducer arguments: the connection, plus durable delivery.
+
+    acks="all": the leader answers only once every in-sync replica has the record, so
+    an acknowledged event survives the loss of a broker. enable_idempotence: the broker
+    drops the duplicates that retries would otherwise write. Both are kafka-python 3's
+    defaults already; we spell them out because they are the point of the tutorial.
+    """
+    kwargs = connection_kwargs(settings)
+    kwargs.update(acks="all", enable_idempotence=True)
+    kwargs.update(extra)
+    return kwargs
+
+
+def consumer_kwargs(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """KafkaConsumer arguments: the connection, the group, and manual commits.
+
+    enable_auto_commit=False: the scripts commit only offsets of messages they have
+    already printed (at-least-once), never ones a background timer picked.
+    """
+    kwargs = connection_kwargs(settings)
+    kwargs.update(group_id=settings.group_id, enable_auto_commit=False)
+    kwargs.update(extra)
+    return kwargs
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every script has, named as in Kafka's console tools."""
+    parser.add_argument(
+        "--bootstrap-server",
+        metavar="HOST:PORT[,HOST:PORT]",
+        help=f"Kafka broker(s) to connect to (env KAFKA_BOOTSTRAP_SERVERS, "
+        f"default {DEFAULT_BOOTSTRAP_SERVERS})",
+    )
+    parser.add_argument(
+        "--topic", help=f"topic to use (env KAFKA_TOPIC, default {DEFAULT_TOPIC!r})"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="diagnostics on stderr (default WARNING)",
+    )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        # kafka-python logs every retry and reconnect at INFO/WARNING; the scripts report
+        # what matters themselves, so keep the library quiet unless debugging.
+        logging.getLogger("kafka").setLevel(logging.ERROR)
