@@ -19,17 +19,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kafkatools  # noqa: E402
 
 
+# What the session broker was, for the line at the end of the test report.
+BROKER_USED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in BROKER_USED:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def bootstrap_servers(tmp_path_factory) -> str:
     given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if given:
+        BROKER_USED.append(f"integration tests ran against the broker at {given}")
         yield given
         return
     from broker import cluster
 
     data_dir = tmp_path_factory.mktemp("kafka")
     node = cluster.start(data_dir=data_dir, port=cluster.free_port())
-    print(f"\ntests use Apache Kafka {node.kafka_version} at {node.bootstrap}", file=sys.stderr)
+    BROKER_USED.append(
+        f"integration tests ran against Apache Kafka {node.kafka_version} at {node.bootstrap} "
+        f"(jars: {node.jars_source})"
+    )
     try:
         yield node.bootstrap
     finally:

@@ -1,0 +1,115 @@
+"""Run the official Apache Kafka broker on 127.0.0.1, in KRaft mode, in the background.
+
+    $ python -m broker start
+    Apache Kafka 4.4.0 is ready at 127.0.0.1:9092 (started in 3.4 s; log: .kafka/node-1/server.log)
+    $ python -m broker status
+    running: pid 41233, bootstrap 127.0.0.1:9092, Apache Kafka 4.4.0, log .kafka/node-1/server.log
+    $ python -m broker stop
+    stopped Kafka (pid 41233)
+    $ python -m broker start --port 9092   # while something else holds 9092
+    error: port 9092 on 127.0.0.1 is already in use by another program (another Kafka?): ...
+
+Exit codes: 0 ok, 1 Kafka could not be started or stopped, 2 usage error,
+3 (status only) not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from broker import cluster
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+
+
+def _relative(path: str) -> str:
+    """Show paths below the current directory as relative ones: shorter, and copy-pasteable."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else path
+    except ValueError:
+        return path
+
+
+def describe(running: cluster.Cluster) -> str:
+    pids = ", ".join(str(node.pid) for node in running.nodes)
+    logs = ", ".join(_relative(node.log_file) for node in running.nodes)
+    word = "pid" if len(running.nodes) == 1 else "pids"
+    return (f"running: {word} {pids}, bootstrap {running.bootstrap}, "
+            f"Apache Kafka {running.kafka_version}, log {logs}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m broker",
+        description="Start, stop or inspect a local Apache Kafka (KRaft mode, 127.0.0.1 only).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start", help="start Kafka in the background; return once it is ready")
+    stop = commands.add_parser("stop", help="stop Kafka (SIGTERM) and wait until it has exited")
+    status = commands.add_parser("status", help="tell whether Kafka runs, and where")
+    for command in (start, stop, status):
+        command.add_argument("--data-dir", type=Path, default=cluster.DEFAULT_DATA_DIR,
+                             help="where the data, the config and the logs live (default .kafka)")
+    start.add_argument("--port", type=int, default=cluster.DEFAULT_PORT,
+                       help="client port on 127.0.0.1 (default 9092; the controller takes the next)")
+    start.add_argument("--heap", default=cluster.DEFAULT_HEAP,
+                       help="JVM heap per node, as in -Xmx (default 512m)")
+    start.add_argument("--timeout", type=float, default=cluster.START_TIMEOUT_S,
+                       help="seconds to wait for Kafka to answer (default 90)")
+    stop.add_argument("--wipe", action="store_true", help="also delete the data dir (all topics)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "start":
+            return _start(args)
+        if args.command == "stop":
+            return _stop(args)
+        running = cluster.status(args.data_dir)
+        print(describe(running) if running else f"not running (data dir {args.data_dir})")
+        return EXIT_OK if running else EXIT_NOT_RUNNING
+    except cluster.BrokerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if error.log_tail:
+            print(f"--- last lines of the broker log ---\n{error.log_tail}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _start(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65535:
+        print(f"error: --port {args.port} is not a port number", file=sys.stderr)
+        return EXIT_USAGE
+    already = cluster.status(args.data_dir)
+    if already is not None:
+        print(f"already {describe(already)}")
+        return EXIT_OK
+    began = time.monotonic()
+    started = cluster.start(args.data_dir, port=args.port, heap=args.heap, timeout_s=args.timeout)
+    logs = ", ".join(_relative(node.log_file) for node in started.nodes)
+    print(f"Apache Kafka {started.kafka_version} is ready at {started.bootstrap} "
+          f"(started in {time.monotonic() - began:.1f} s; log: {logs})")
+    return EXIT_OK
+
+
+def _stop(args: argparse.Namespace) -> int:
+    running = cluster.status(args.data_dir)
+    cluster.stop(args.data_dir, wipe=args.wipe)
+    wiped = f" and deleted {args.data_dir}" if args.wipe else ""
+    if running:
+        pids = ", ".join(str(node.pid) for node in running.nodes)
+        print(f"stopped Kafka (pid {pids}){wiped}")
+    else:
+        print(f"Kafka was not running{wiped}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

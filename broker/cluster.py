@@ -1,0 +1,360 @@
+"""Start, stop and inspect a local Apache Kafka in KRaft mode (no ZooKeeper).
+
+Each node is one JVM that is both broker and controller, listening on 127.0.0.1 only:
+node i (0-based) takes the Kafka port ``port + 2*i`` and the controller port next to it,
+so a single node is the familiar 9092/9093. Everything of a cluster lives in its data
+dir: ``cluster.json`` (what runs), and per node ``node-N/`` with ``server.properties``,
+the partition data (``data/``) and the broker log ``server.log``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping
+
+from broker import jars as jars_module
+
+HOST = "127.0.0.1"  # not "localhost": it may resolve to ::1, and not 0.0.0.0: keep it private
+DEFAULT_PORT = 9092
+DEFAULT_DATA_DIR = Path(".kafka")
+DEFAULT_HEAP = "512m"  # a tutorial broker needs little; Java would otherwise take 1/4 of RAM
+START_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 60
+MIN_JAVA = 17
+STATE_FILE = "cluster.json"
+LOG4J_CONFIG = Path(__file__).resolve().with_name("log4j2.properties")
+JAVA_HELP = (
+    f"Kafka needs Java {MIN_JAVA} or newer: install it with "
+    "'sudo apt-get install openjdk-17-jre-headless' (Debian/Ubuntu), "
+    "'brew install openjdk@17' (macOS), or from https://adoptium.net"
+)
+
+
+class BrokerError(RuntimeError):
+    """Kafka could not be started or stopped; the message is one line for the user."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: int
+    port: int
+    controller_port: int
+    pid: int
+    log_file: str
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    data_dir: str
+    kafka_version: str
+    jars_source: str
+    nodes: tuple[Node, ...]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.address for node in self.nodes)
+
+
+def free_port(start: int = 20000, end: int = 60000, span: int = 2) -> int:
+    """A port P such that P..P+span-1 are all free on 127.0.0.1 (for tests)."""
+    for port in range(start + os.getpid() % 1000 * 10, end, span):
+        if all(port_is_free(port + offset) for offset in range(span)):
+            return port
+    raise BrokerError("no free ports on 127.0.0.1")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def server_properties(node_id: int, ports: list[tuple[int, int]], log_dir: Path) -> str:
+    """The broker's configuration: single-host KRaft with a static controller quorum.
+
+    A static quorum (controller.quorum.voters) rather than `format --standalone`: the
+    voters' addresses live in this file, not in the metadata log, so a restart on other
+    ports still finds its controllers.
+    """
+    broker_port, controller_port = ports[node_id - 1]
+    voters = ",".join(f"{i}@{HOST}:{c}" for i, (_, c) in enumerate(ports, start=1))
+    replication = min(3, len(ports))
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": node_id,
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{HOST}:{broker_port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{broker_port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": log_dir,
+        "num.partitions": 1,
+        # Internal topics: Kafka's defaults want 3 replicas, which one node cannot give.
+        "offsets.topic.replication.factor": replication,
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": min(2, replication),
+        "share.coordinator.state.topic.replication.factor": replication,
+        "share.coordinator.state.topic.min.isr": min(2, replication),
+        # Fewer internal partitions: a faster first start, and nothing a tutorial misses.
+        "offsets.topic.num.partitions": 3,
+        "transaction.state.log.num.partitions": 3,
+        "share.coordinator.state.topic.num.partitions": 3,
+        # A first consumer in a group gets its partitions at once instead of after 3 s.
+        "group.initial.rebalance.delay.ms": 0,
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def java_major_version(java: str) -> int | None:
+    result = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if not match:
+        return None
+    major = int(match[1])
+    return int(match[2]) if major == 1 and match[2] else major  # "1.8" is Java 8
+
+
+def find_java(environ: Mapping[str, str] = os.environ) -> str:
+    java_home = environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise BrokerError(f"java was not found. {JAVA_HELP}")
+    major = java_major_version(java)
+    if major is None or major < MIN_JAVA:
+        raise BrokerError(f"{java} is Java {major or '(unknown)'}. {JAVA_HELP}")
+    return java
+
+
+def kafka_answers(port: int, timeout_s: float = 2.0) -> bool:
+    """True if a Kafka broker answers an ApiVersions request on HOST:port.
+
+    Hand-written (20 bytes on the wire) so that `python -m broker` needs no client
+    library; the broker opens its client port only once it has caught up with the
+    controller, so an answer here means it is ready for producers and consumers.
+    """
+    api_key, api_version, correlation_id, client_id = 18, 0, 7, b"broker-probe"
+    header = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id))
+    request = header + client_id
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout_s) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            reply = b""
+            while len(reply) < 10:  # size, correlation id, error code
+                chunk = sock.recv(64)
+                if not chunk:
+                    return False
+                reply += chunk
+    except OSError:
+        return False
+    _, got_correlation_id, error_code = struct.unpack(">iih", reply[:10])
+    return got_correlation_id == correlation_id and error_code == 0
+
+
+def _state_path(data_dir: Path) -> Path:
+    return data_dir / STATE_FILE
+
+
+def _cmdline(pid: int) -> str | None:
+    """The command line of a live process, or None if there is none with that pid."""
+    try:
+        # A zombie (exited, not yet reaped by its parent) has an empty command line.
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() or None
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (macOS): ask ps
+        result = subprocess.run(
+            ["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip() or None
+
+
+def _is_our_broker(pid: int, node_dir: Path) -> bool:
+    # The pid file may be stale and its pid reused by something else: check it is
+    # kafka.Kafka with this node's server.properties before we call it ours (or kill it).
+    cmdline = _cmdline(pid)
+    return bool(cmdline) and "kafka.Kafka" in cmdline and str(node_dir.resolve()) in cmdline
+
+
+def status(data_dir: Path = DEFAULT_DATA_DIR) -> Cluster | None:
+    """The cluster running from ``data_dir``, or None. Nodes that died are left out."""
+    try:
+        state = json.loads(_state_path(data_dir).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    nodes = tuple(
+        Node(**node)
+        for node in state["nodes"]
+        if _is_our_broker(node["pid"], data_dir / f"node-{node['node_id']}")
+    )
+    if not nodes:
+        return None
+    return Cluster(state["data_dir"], state["kafka_version"], state["jars_source"], nodes)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+def _format(java: str, jars: jars_module.Jars, node_dir: Path, cluster_id: str) -> None:
+    if (node_dir / "data" / "meta.properties").exists():
+        return  # formatted before: keep the data (formatting again would fail anyway)
+    result = subprocess.run(
+        [java, "-cp", jars.classpath, f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+         f"-Dkafka.logs.dir={node_dir}", "-Dkafka.log.file=format.log",
+         "kafka.tools.StorageTool", "format",
+         "-t", cluster_id, "-c", str(node_dir / "server.properties")],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        reason = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise BrokerError(f"kafka-storage format failed: {reason[-1] if reason else result.returncode}")
+
+
+def start(
+    data_dir: Path = DEFAULT_DATA_DIR,
+    port: int = DEFAULT_PORT,
+    nodes: int = 1,
+    heap: str = DEFAULT_HEAP,
+    timeout_s: float = START_TIMEOUT_S,
+    environ: Mapping[str, str] = os.environ,
+) -> Cluster:
+    """Start the cluster (or return the one already running) once it answers requests."""
+    data_dir = Path(data_dir).resolve()
+    running = status(data_dir)
+    if running is not None:
+        return running
+    ports = [(port + 2 * i, port + 2 * i + 1) for i in range(nodes)]
+    for taken in [p for pair in ports for p in pair if not port_is_free(p)]:
+        raise BrokerError(
+            f"port {taken} on {HOST} is already in use by another program "
+            f"(another Kafka?): stop it, or choose another with --port"
+        )
+    java = find_java(environ)
+    try:
+        jars = jars_module.find(environ)
+    except jars_module.JarsError as error:
+        raise BrokerError(str(error)) from None
+
+    cluster_id_file = data_dir / "cluster-id"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not cluster_id_file.exists():
+        cluster_id_file.write_text(_random_cluster_id())
+    cluster_id = cluster_id_file.read_text().strip()
+
+    launched: list[tuple[Node, subprocess.Popen]] = []
+    for node_id in range(1, nodes + 1):
+        node_dir = data_dir / f"node-{node_id}"
+        node_dir.mkdir(exist_ok=True)
+        (node_dir / "server.properties").write_text(
+            server_properties(node_id, ports, node_dir / "data")
+        )
+        _format(java, jars, node_dir, cluster_id)
+        process = _launch(java, jars, node_dir, heap)
+        node = Node(node_id, *ports[node_id - 1], process.pid, str(node_dir / "server.log"))
+        launched.append((node, process))
+    cluster = Cluster(str(data_dir), jars.version, jars.source, tuple(n for n, _ in launched))
+    _state_path(data_dir).write_text(json.dumps(asdict(cluster), indent=2))
+
+    deadline = time.monotonic() + timeout_s
+    waiting = list(launched)
+    while waiting:
+        node, process = waiting[0]
+        if process.poll() is not None:
+            stop(data_dir)
+            # The JVM's own complaints (bad options, no memory) are in kafka.out; Kafka's
+            # (bad config, a data dir in use) in server.log.
+            out = Path(node.log_file).with_name("kafka.out")
+            log = out if _tail(out) else Path(node.log_file)
+            raise BrokerError(
+                f"Kafka node {node.node_id} exited during start (exit code {process.returncode}); "
+                f"see {log}",
+                log_tail=_tail(log),
+            )
+        if kafka_answers(node.port):
+            waiting.pop(0)
+        elif time.monotonic() > deadline:
+            log_tail = _tail(Path(node.log_file))
+            stop(data_dir)
+            raise BrokerError(
+                f"Kafka did not answer on {node.address} within {timeout_s:.0f} s; "
+                f"see {node.log_file}",
+                log_tail=log_tail,
+            )
+        else:
+            time.sleep(0.1)
+    return cluster
+
+
+def _random_cluster_id() -> str:
+    # What `kafka-storage.sh random-uuid` prints: 16 random bytes, URL-safe base64.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _launch(java: str, jars: jars_module.Jars, node_dir: Path, heap: str) -> subprocess.Popen:
+    command = [
+        java, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", f"-Dkafka.logs.dir={node_dir}",
+        "-cp", jars.classpath, "kafka.Kafka", str(node_dir / "server.properties"),
+    ]
+    with open(node_dir / "kafka.out", "wb") as out:
+        # A session of its own: Ctrl-C in the terminal that ran `make kafka` later
+        # must not reach the broker, which outlives the command that started it.
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(data_dir: Path = DEFAULT_DATA_DIR, wipe: bool = False,
+         timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """SIGTERM every node and wait until they are gone. True if anything was running."""
+    data_dir = Path(data_dir).resolve()
+    cluster = status(data_dir)
+    nodes = cluster.nodes if cluster else ()
+    for node in nodes:
+        _signal(node.pid, signal.SIGTERM)  # Kafka's shutdown hook closes the logs cleanly
+    deadline = time.monotonic() + timeout_s
+    for node in nodes:
+        while _cmdline(node.pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _cmdline(node.pid) is not None:
+            _signal(node.pid, signal.SIGKILL)
+    _state_path(data_dir).unlink(missing_ok=True)
+    if wipe and data_dir.exists():
+        shutil.rmtree(data_dir)
+    return bool(nodes)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
