@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 9092
+NODES  ?= 1
 PYTEST_ARGS ?=
 
 .PHONY: help install kafka kafka-stop kafka-status test demo clean
@@ -18,8 +19,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-kafka: install  ## start Apache Kafka on 127.0.0.1:$(PORT) in the background
-	$(PY) -m broker start --port $(PORT)
+kafka: install  ## start Apache Kafka on 127.0.0.1:$(PORT) in the background (NODES=3: a cluster)
+	$(PY) -m broker start --port $(PORT) --nodes $(NODES)
 
 kafka-stop: install  ## stop it (add WIPE=1 to delete its data too)
 	$(PY) -m broker stop $(if $(WIPE),--wipe)

@@ -24,6 +24,7 @@ from pathlib import Path
 from broker import cluster
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+MAX_NODES = 5  # each node is a JVM with its own heap: more will not fit a laptop
 
 
 def _relative(path: str) -> str:
@@ -38,7 +39,8 @@ def describe(running: cluster.Cluster) -> str:
     pids = ", ".join(str(node.pid) for node in running.nodes)
     logs = ", ".join(_relative(node.log_file) for node in running.nodes)
     word = "pid" if len(running.nodes) == 1 else "pids"
-    return (f"running: {word} {pids}, bootstrap {running.bootstrap}, "
+    sasl = f", SASL (SCRAM-SHA-512) {running.sasl_bootstrap}" if running.sasl_bootstrap else ""
+    return (f"running: {word} {pids}, bootstrap {running.bootstrap}{sasl}, "
             f"Apache Kafka {running.kafka_version}, log {logs}")
 
 
@@ -56,10 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
                              help="where the data, the config and the logs live (default .kafka)")
     start.add_argument("--port", type=int, default=cluster.DEFAULT_PORT,
                        help="client port on 127.0.0.1 (default 9092; the controller takes the next)")
+    start.add_argument("--nodes", type=int, default=1,
+                       help="how many Kafka nodes (each broker + controller; default 1). Node i "
+                            "listens on PORT+2i, its controller on PORT+2i+1")
     start.add_argument("--heap", default=cluster.DEFAULT_HEAP,
                        help="JVM heap per node, as in -Xmx (default 512m)")
     start.add_argument("--timeout", type=float, default=cluster.START_TIMEOUT_S,
                        help="seconds to wait for Kafka to answer (default 90)")
+    start.add_argument("--sasl", action="store_true",
+                       help="also listen with SASL_PLAINTEXT + SCRAM-SHA-512 for the user "
+                            "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (from the environment)")
     stop.add_argument("--wipe", action="store_true", help="also delete the data dir (all topics)")
     return parser
 
@@ -84,17 +92,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    if not 0 < args.port < 65535:
+    if not 0 < args.port < 65535 - 2 * args.nodes:
         print(f"error: --port {args.port} is not a port number", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.nodes <= MAX_NODES:
+        print(f"error: --nodes must be 1 to {MAX_NODES}", file=sys.stderr)
         return EXIT_USAGE
     already = cluster.status(args.data_dir)
     if already is not None:
         print(f"already {describe(already)}")
         return EXIT_OK
     began = time.monotonic()
-    started = cluster.start(args.data_dir, port=args.port, heap=args.heap, timeout_s=args.timeout)
+    started = cluster.start(args.data_dir, port=args.port, nodes=args.nodes, heap=args.heap,
+                            timeout_s=args.timeout, sasl=args.sasl)
     logs = ", ".join(_relative(node.log_file) for node in started.nodes)
-    print(f"Apache Kafka {started.kafka_version} is ready at {started.bootstrap} "
+    sasl = f" and {started.sasl_bootstrap} (SASL)" if started.sasl_bootstrap else ""
+    print(f"Apache Kafka {started.kafka_version} is ready at {started.bootstrap}{sasl} "
           f"(started in {time.monotonic() - began:.1f} s; log: {logs})")
     return EXIT_OK
 

@@ -34,6 +34,7 @@ START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 60
 MIN_JAVA = 17
 STATE_FILE = "cluster.json"
+SASL_MECHANISM = "SCRAM-SHA-512"
 LOG4J_CONFIG = Path(__file__).resolve().with_name("log4j2.properties")
 JAVA_HELP = (
     f"Kafka needs Java {MIN_JAVA} or newer: install it with "
@@ -57,6 +58,7 @@ class Node:
     controller_port: int
     pid: int
     log_file: str
+    sasl_port: int | None = None  # SASL_PLAINTEXT with SCRAM-SHA-512, with --sasl
 
     @property
     def address(self) -> str:
@@ -73,6 +75,11 @@ class Cluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(node.address for node in self.nodes)
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        ports = [node.sasl_port for node in self.nodes if node.sasl_port]
+        return ",".join(f"{HOST}:{port}" for port in ports) or None
 
 
 def free_port(start: int = 20000, end: int = 60000, span: int = 2) -> int:
@@ -92,25 +99,41 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def server_properties(node_id: int, ports: list[tuple[int, int]], log_dir: Path) -> str:
+def node_ports(port: int, nodes: int, sasl: bool) -> list[tuple[int, int, int | None]]:
+    """(Kafka port, controller port, SASL port or None) of each node.
+
+    Node i takes port+2i and port+2i+1, so one node is Kafka's familiar 9092/9093; SASL
+    listeners follow all of those (9094 for one node).
+    """
+    return [
+        (port + 2 * i, port + 2 * i + 1, port + 2 * nodes + i if sasl else None)
+        for i in range(nodes)
+    ]
+
+
+def server_properties(node_id: int, ports: list[tuple[int, int, int | None]], log_dir: Path) -> str:
     """The broker's configuration: single-host KRaft with a static controller quorum.
 
     A static quorum (controller.quorum.voters) rather than `format --standalone`: the
     voters' addresses live in this file, not in the metadata log, so a restart on other
     ports still finds its controllers.
     """
-    broker_port, controller_port = ports[node_id - 1]
-    voters = ",".join(f"{i}@{HOST}:{c}" for i, (_, c) in enumerate(ports, start=1))
+    broker_port, controller_port, sasl_port = ports[node_id - 1]
+    voters = ",".join(f"{i}@{HOST}:{c}" for i, (_, c, _) in enumerate(ports, start=1))
     replication = min(3, len(ports))
-    settings = {
+    listeners = [f"PLAINTEXT://{HOST}:{broker_port}"]
+    if sasl_port:
+        listeners.append(f"SASL_PLAINTEXT://{HOST}:{sasl_port}")
+    settings: dict[str, object] = {
         "process.roles": "broker,controller",
         "node.id": node_id,
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{HOST}:{broker_port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{broker_port}",
+        "listeners": ",".join(listeners + [f"CONTROLLER://{HOST}:{controller_port}"]),
+        "advertised.listeners": ",".join(listeners),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map":
+            "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": log_dir,
         "num.partitions": 1,
         # Internal topics: Kafka's defaults want 3 replicas, which one node cannot give.
@@ -126,6 +149,13 @@ def server_properties(node_id: int, ports: list[tuple[int, int]], log_dir: Path)
         # A first consumer in a group gets its partitions at once instead of after 3 s.
         "group.initial.rebalance.delay.ms": 0,
     }
+    if sasl_port:
+        # The users' SCRAM credentials live in the cluster metadata (see add_scram_user);
+        # the broker side of SCRAM needs no password of its own.
+        settings["sasl.enabled.mechanisms"] = SASL_MECHANISM
+        settings[f"listener.name.sasl_plaintext.{SASL_MECHANISM.lower()}.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        )
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -243,15 +273,23 @@ def start(
     nodes: int = 1,
     heap: str = DEFAULT_HEAP,
     timeout_s: float = START_TIMEOUT_S,
+    sasl: bool = False,
     environ: Mapping[str, str] = os.environ,
 ) -> Cluster:
-    """Start the cluster (or return the one already running) once it answers requests."""
+    """Start the cluster (or return the one already running) once it answers requests.
+
+    sasl: also listen with SASL_PLAINTEXT + SCRAM-SHA-512, for the user named by
+    KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (the variables the scripts read too).
+    """
     data_dir = Path(data_dir).resolve()
     running = status(data_dir)
     if running is not None:
         return running
-    ports = [(port + 2 * i, port + 2 * i + 1) for i in range(nodes)]
-    for taken in [p for pair in ports for p in pair if not port_is_free(p)]:
+    if sasl and not (environ.get("KAFKA_SASL_USERNAME") and environ.get("KAFKA_SASL_PASSWORD")):
+        raise BrokerError("--sasl needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD in the "
+                          "environment: the user it creates")
+    ports = node_ports(port, nodes, sasl)
+    for taken in [p for triple in ports for p in triple if p and not port_is_free(p)]:
         raise BrokerError(
             f"port {taken} on {HOST} is already in use by another program "
             f"(another Kafka?): stop it, or choose another with --port"
@@ -277,7 +315,9 @@ def start(
         )
         _format(java, jars, node_dir, cluster_id)
         process = _launch(java, jars, node_dir, heap)
-        node = Node(node_id, *ports[node_id - 1], process.pid, str(node_dir / "server.log"))
+        broker_port, controller_port, sasl_port = ports[node_id - 1]
+        node = Node(node_id, broker_port, controller_port, process.pid,
+                    str(node_dir / "server.log"), sasl_port)
         launched.append((node, process))
     cluster = Cluster(str(data_dir), jars.version, jars.source, tuple(n for n, _ in launched))
     _state_path(data_dir).write_text(json.dumps(asdict(cluster), indent=2))
@@ -309,7 +349,31 @@ def start(
             )
         else:
             time.sleep(0.1)
+    if sasl:
+        add_scram_user(cluster.bootstrap, environ["KAFKA_SASL_USERNAME"],
+                       environ["KAFKA_SASL_PASSWORD"])
     return cluster
+
+
+def add_scram_user(bootstrap: str, username: str, password: str) -> None:
+    """Create (or update) a SCRAM-SHA-512 user, through the admin API over PLAINTEXT.
+
+    Not `kafka-storage format --add-scram name=...,password=...`: that would put the
+    password on a command line, where `ps` shows it to every user of the machine.
+    """
+    # Only --sasl needs a client library: plain `python -m broker` runs on the stdlib alone.
+    from kafka.admin import KafkaAdminClient
+    from kafka.admin._users import UserScramCredentialUpsertion
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        errors = admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(username, SASL_MECHANISM, password)]
+        )
+    finally:
+        admin.close()
+    if errors.get(username):
+        raise BrokerError(f"could not create the SCRAM user {username!r}: {errors[username]}")
 
 
 def _random_cluster_id() -> str:

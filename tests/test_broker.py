@@ -46,7 +46,7 @@ def java_processes_for(data_dir: Path) -> list[str]:
 # --- pure helpers -------------------------------------------------------------------------
 
 def test_server_properties_single_node_is_kraft_on_loopback(tmp_path):
-    text = cluster.server_properties(1, [(9092, 9093)], tmp_path)
+    text = cluster.server_properties(1, cluster.node_ports(9092, nodes=1, sasl=False), tmp_path)
     props = dict(line.split("=", 1) for line in text.splitlines())
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:9093"
@@ -56,6 +56,20 @@ def test_server_properties_single_node_is_kraft_on_loopback(tmp_path):
     assert props["transaction.state.log.min.isr"] == "1"
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert "zookeeper.connect" not in props
+    assert "sasl.enabled.mechanisms" not in props
+
+
+def test_server_properties_of_a_three_node_cluster_with_sasl(tmp_path):
+    ports = cluster.node_ports(9092, nodes=3, sasl=True)
+    assert ports == [(9092, 9093, 9098), (9094, 9095, 9099), (9096, 9097, 9100)]
+    props = dict(line.split("=", 1)
+                 for line in cluster.server_properties(2, ports, tmp_path).splitlines())
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9094,SASL_PLAINTEXT://127.0.0.1:9099"
+    assert props["offsets.topic.replication.factor"] == "3"
+    assert props["transaction.state.log.min.isr"] == "2"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
 
 
 SHA_HEX = hashlib.sha512(b"kafka").hexdigest()
