@@ -20,10 +20,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 kafka: install  ## start Apache Kafka on 127.0.0.1:$(PORT) in the background (NODES=3: a cluster)
-	$(PY) -m broker start --port $(PORT) --nodes $(NODES)
+	$(PY) -m broker start --port $(PORT)$(if $(filter-out 1,$(NODES)), --nodes $(NODES))
 
 kafka-stop: install  ## stop it (add WIPE=1 to delete its data too)
-	$(PY) -m broker stop $(if $(WIPE),--wipe)
+	$(PY) -m broker stop$(if $(WIPE), --wipe)
 
 kafka-status: install  ## is it running?
 	@$(PY) -m broker status
