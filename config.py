@@ -207,6 +207,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":
-        # kafka-python logs every retry and reconnect at INFO/WARNING; the scripts report
-        # what matters themselves, so keep the library quiet unless debugging.
-        logging.getLogger("kafka").setLevel(logging.ERROR)
+        # kafka-python logs every retry and reconnect at INFO/WARNING, and at ERROR each failed
+        # connect while the broker is down and "Topic ... not found" while a new topic is being
+        # auto-created; the scripts report what matters themselves, so keep the library quiet
+        # unless debugging.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)

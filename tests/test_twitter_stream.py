@@ -1,0 +1,407 @@
+"""twitter-stream.py: pure helpers, the CLI, and the whole path from a (fake, but real HTTP)
+X API through the script into the real broker.
+
+The fake X API (tests/fake_x_api.py) is a local HTTP server reached through TWITTER_API_URL.
+Tests that reconnect call main() in-process with a recording ``sleep``, so a 60 s backoff is
+asserted, not waited for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import requests
+from hypothesis import given, strategies as st
+from kafka.errors import KafkaTimeoutError
+from kafka.future import Future
+
+import kafkatools
+from fake_x_api import (OPERATIONAL_DISCONNECT, Drop, FakeXApi, Hold, KeepAlive, Raw, Stall, Status,
+                        Tweets)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "twitter-stream.py"
+SAMPLE_FILE = ROOT / "data" / "sample-stream.jsonl"
+TOKEN = "AAAAAAAAAAAAAAAAAAAAAtest-bearer-token-never-printed"
+
+
+def load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+ts = load("twitter_stream", SCRIPT)
+
+
+class RecordingSleep:
+    """Stands in for time.sleep: records each delay, waits for none of them."""
+
+    def __init__(self, limit: int = 20) -> None:
+        self.delays: list[float] = []
+        self.limit = limit
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        if len(self.delays) > self.limit:  # a reconnect loop gone wrong must not spin for ever
+            raise AssertionError(f"too many reconnects: {self.delays}")
+
+
+class FakeClock:
+    """A clock that moves only when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def api():
+    with FakeXApi(token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def live_env(monkeypatch, api, bootstrap_servers, topic):
+    """The environment of a user with a token, pointed at the fake X API and the test broker."""
+    monkeypatch.setenv("TWITTER_API_URL", api.url)
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", TOKEN)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap_servers)
+    monkeypatch.setenv("KAFKA_TOPIC", topic)
+    return dict(os.environ)
+
+
+def tweet_id(line: bytes) -> bytes:
+    return json.loads(line)["data"]["id"].encode()
+
+
+def assert_published(records, lines: list[bytes], source: str) -> None:
+    """The topic holds exactly these tweets, once each, in order, keyed and labelled."""
+    assert [record.value for record in records] == lines
+    assert [record.key for record in records] == [tweet_id(line) for line in lines]
+    for record in records:
+        headers = dict(record.headers)
+        assert headers["source"] == source.encode()
+        datetime.fromisoformat(headers["received_at"].decode())
+
+
+# --- pure helpers -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("line, kind", [
+    (b"", ts.KEEP_ALIVE),
+    (b"\r", ts.KEEP_ALIVE),
+    (b'{"data":{"id":"42","text":"hi"},"includes":{"users":[]}}', ts.TWEET),
+    (b'{"includes":{},"data":{"text":"hi","id":"42"},"errors":[{"title":"Not Found Error"}]}', ts.TWEET),
+    (OPERATIONAL_DISCONNECT, ts.ERRORS),
+    (b'{"matching_rules":[]}', ts.OTHER),
+    (b'{"data":{"id":"42","text":"cut', ts.MALFORMED),
+    (b"\x00\xff garbage", ts.MALFORMED),
+    (b"[1, 2]", ts.MALFORMED),
+    (b'{"data":{"text":"no id"}}', ts.MALFORMED),
+    (b'{"data":"nope"}', ts.MALFORMED),
+])
+def test_parse_line_classifies_every_kind_of_line(line, kind):
+    parsed = ts.parse_line(line)
+    assert parsed.kind == kind
+    assert parsed.tweet_id == ("42" if kind == ts.TWEET else None)
+
+
+def test_only_an_operational_disconnect_ends_the_connection():
+    assert ts.is_disconnect(ts.parse_line(OPERATIONAL_DISCONNECT).detail)
+    assert not ts.is_disconnect([{"title": "Not Found Error", "detail": "gone"}])
+    assert ts.describe_errors([{"title": "Not Found Error", "detail": "gone"}]) == "Not Found Error: gone"
+
+
+def test_backoff_schedule_is_the_one_x_asks_for():
+    delays = {kind: [ts.backoff_delay(kind, attempt) for attempt in range(1, 10)]
+              for kind in (ts.CLEAN, ts.NETWORK, ts.HTTP, ts.RATE_LIMITED)}
+    assert delays[ts.CLEAN] == [0] * 9
+    assert delays[ts.NETWORK] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
+    assert ts.backoff_delay(ts.NETWORK, 64) == 16 == ts.backoff_delay(ts.NETWORK, 1000)
+    assert delays[ts.HTTP] == [5, 10, 20, 40, 80, 160, 320, 320, 320]
+    assert delays[ts.RATE_LIMITED] == [60, 120, 240, 480, 960, 960, 960, 960, 960]
+
+
+def test_build_rules_adds_only_missing_rules_tagged_as_ours():
+    active = [{"id": "1", "value": "cats"}]
+    assert ts.build_rules(["cats", "dogs lang:en", "dogs lang:en"], active) == [
+        {"value": "dogs lang:en", "tag": ts.RULE_TAG}]
+    assert ts.build_rules(["cats"], active) == []
+
+
+def test_stream_path_and_params():
+    assert ts.stream_path(False) == "/2/tweets/sample/stream"
+    assert ts.stream_path(True) == "/2/tweets/search/stream"
+    assert ts.stream_params("created_at", "author_id", "") == {"tweet.fields": "created_at",
+                                                               "expansions": "author_id"}
+
+
+@given(lines=st.lists(st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b), max_size=20),
+       chunk_size=st.integers(min_value=1, max_value=64))
+def test_iter_lines_rejoins_lines_split_anywhere_across_chunks(lines, chunk_size):
+    """What the live path relies on: requests' iter_lines() cuts the wire format into lines
+    whatever the chunk boundaries, a "\\r\\n" split in two included (that yields an extra b"",
+    which parse_line takes for a keep-alive)."""
+    response = requests.Response()
+    response.raw = io.BytesIO(b"".join(line + b"\r\n" for line in lines))
+    got = list(response.iter_lines(chunk_size=chunk_size))
+    assert [line for line in got if line] == [line for line in lines if line]
+    assert all(ts.parse_line(line).kind == ts.KEEP_ALIVE for line in got if not line)
+
+
+def test_publisher_blocks_while_too_many_tweets_await_kafka():
+    class HeldProducer:  # answers a send only when the test says so
+        def __init__(self):
+            self.futures = []
+
+        def send(self, topic, value, key, headers):
+            self.futures.append(Future())
+            return self.futures[-1]
+
+    producer, stats = HeldProducer(), ts.Stats()
+    publisher = ts.Publisher(producer, "t", "sample", stats, max_in_flight=2)
+    publisher.publish("1", b"one")
+    publisher.publish("2", b"two")
+    third = threading.Thread(target=publisher.publish, args=("3", b"three"))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive(), "a third tweet was taken while two were unacknowledged"
+    producer.futures[0].success(None)
+    third.join(10)
+    assert not third.is_alive() and (stats.received, stats.published) == (3, 1)
+    producer.futures[1].failure(KafkaTimeoutError("Expiring 1 record(s)"))
+    assert stats.failed == 1
+    with pytest.raises(ts.Fatal, match="Expiring"):  # stop reading rather than lose more
+        publisher.publish("4", b"four")
+
+
+def test_status_line_is_redrawn_on_a_terminal_and_logged_otherwise():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stats = ts.Stats(received=5, published=4)
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        status = ts.StatusLine(stats, started=0.0, stream=stream)
+        status.tick(0.1)  # too soon
+        status.tick(20.0)
+    assert terminal.getvalue().startswith("\r\x1b[Kreceived 5, published 4, failed 0, skipped 0")
+    assert "\n" not in terminal.getvalue()
+    assert pipe.getvalue() == ("twitter-stream.py: received 5, published 4, failed 0, skipped 0, "
+                               "0 tweets/s, reconnects 0\n")
+
+
+# --- the command line -----------------------------------------------------------------------
+
+def test_help_runs_as_a_script():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "--replay" in result.stdout and "TWITTER_BEARER_TOKEN" in result.stdout
+    assert "token" not in " ".join(a for a in result.stdout.split() if a.startswith("--"))
+
+
+def test_missing_token_is_one_line_saying_how_to_set_it(monkeypatch, capsys):
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", "")  # wins over a developer's own .env
+    assert ts.main([]) == ts.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TWITTER_BEARER_TOKEN=" in err and ".env" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--replay", "no/such/file.jsonl"], "no such file to replay: no/such/file.jsonl"),
+    (["--replay", "--topic", "bad topic!"], "bad topic!"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert ts.main(argv) == ts.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_options_that_need_another_are_usage_errors(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ts.main(["--loop"])
+    assert exit_info.value.code == ts.EXIT_USAGE
+    assert "--rate and --loop go with --replay" in capsys.readouterr().err
+
+
+def test_unreachable_broker_is_one_line_naming_it(monkeypatch, capsys, caplog):
+    monkeypatch.setattr(ts.config, "BOOTSTRAP_TIMEOUT_MS", 500)
+    assert ts.main(["--replay", "--bootstrap-server", "127.0.0.1:1"]) == ts.EXIT_ERROR
+    assert capsys.readouterr().err == (
+        "twitter-stream.py: cannot reach Kafka at 127.0.0.1:1: start one with: make kafka\n")
+    assert [record for record in caplog.records if record.name.startswith("kafka")] == []
+
+
+# --- replay into the real broker -------------------------------------------------------------
+
+def test_shipped_file_is_what_the_generator_makes():
+    generator = load("make_sample_tweets", ROOT / "data" / "make_sample_tweets.py")
+    assert b"".join(line + b"\r\n" for line in generator.stream_lines()) == SAMPLE_FILE.read_bytes()
+
+
+def test_replay_of_the_shipped_file_lands_exactly_its_valid_tweets(bootstrap_servers, topic, capsys, caplog):
+    lines = SAMPLE_FILE.read_bytes().split(b"\r\n")
+    tweets = [line for line in lines if ts.parse_line(line).kind == ts.TWEET]
+    assert len(tweets) == 300 and lines.count(b"") > 10  # keep-alives, and the last line's end
+    assert ts.main(["--replay", "--bootstrap-server", bootstrap_servers, "--topic", topic]) == ts.EXIT_OK
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, len(tweets)), tweets, "replay")
+    assert "published 300 of 300 tweets" in capsys.readouterr().err
+    assert "skipped a malformed line" in caplog.text and "operational-disconnect" in caplog.text
+
+
+def test_replay_rate_and_loop(tmp_path, bootstrap_servers, topic):
+    tweets = [json.dumps({"data": {"id": str(n), "text": f"t{n}"}}).encode() for n in (11, 12, 13)]
+    replay = tmp_path / "three.jsonl"
+    replay.write_bytes(b"\r\n".join([tweets[0], b"", tweets[1], b"{oops", tweets[2]]) + b"\r\n")
+    clock = FakeClock()
+    argv = ["--replay", str(replay), "--loop", "--rate", "100", "--max-tweets", "7",
+            "--bootstrap-server", bootstrap_servers, "--topic", topic]
+    assert ts.main(argv, sleep=clock.sleep, clock=clock) == ts.EXIT_OK
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 7), (tweets * 3)[:7], "replay")
+    assert clock.slept == pytest.approx([0.01] * 6)  # the 7th tweet is the last: no wait after it
+
+
+def test_duration_stops_a_looping_replay_once_all_is_acknowledged(tmp_path, bootstrap_servers, topic, capsys):
+    replay = tmp_path / "one.jsonl"
+    replay.write_bytes(b'{"data":{"id":"7","text":"again"}}\r\n')
+    clock = FakeClock()
+    argv = ["--replay", str(replay), "--loop", "--rate", "100", "--duration", "0.5",
+            "--bootstrap-server", bootstrap_servers, "--topic", topic]
+    assert ts.main(argv, sleep=clock.sleep, clock=clock) == ts.EXIT_OK
+    assert sum(clock.slept) == pytest.approx(0.5)
+    records = kafkatools.read_all(bootstrap_servers, topic, 50)
+    assert len(records) == 50 and f"published 50 of 50 tweets to '{topic}'" in capsys.readouterr().err
+
+
+# --- live, against the fake X API and the real broker ------------------------------------------
+
+def test_live_stream_publishes_every_tweet_once_in_order(api, live_env, bootstrap_servers, topic, capsys):
+    first, second = api.tweets(30), api.tweets(30)
+    api.expect([KeepAlive(), Tweets(first[:10]), KeepAlive(2), Tweets(first[10:])], [Tweets(second), Hold()])
+    sleep = RecordingSleep()
+    assert ts.main(["--max-tweets", "60"], sleep=sleep) == ts.EXIT_OK
+    assert api.split_lines > 0 and api.split_crlf > 0  # lines and "\r\n"s were cut across chunks
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 60), first + second, "sample")
+    assert api.sent == first + second
+    assert sleep.delays == [0]  # X closed the first connection cleanly: reconnect at once
+    request = api.stream_requests()[0]
+    assert request.path == "/2/tweets/sample/stream"
+    assert request.query == {"tweet.fields": "created_at,lang,author_id", "expansions": "author_id",
+                             "user.fields": "name,username"}
+    assert request.headers["User-Agent"].startswith("kafka-python-tutorial")
+    assert "published 60 of 60 tweets" in capsys.readouterr().err
+
+
+def test_every_fault_gets_the_reconnect_delay_x_asks_for(api, live_env, bootstrap_servers, topic, capsys, caplog):
+    tweets = api.tweets(10)
+    api.expect(
+        [Status(503)],
+        [Status(503)],
+        [Status(429)],
+        [Tweets(tweets[:3]), Drop(tweets[3][:40])],
+        [KeepAlive(), Stall(10)],
+        [Tweets(tweets[3:5]), Raw(b"\x00\xff garbage {\r\n"), Tweets(tweets[5:6]),
+         Raw(b'{"errors":[{"title":"Not Found Error","detail":"a quoted tweet is gone"}]}\r\n'),
+         Raw(OPERATIONAL_DISCONNECT + b"\r\n"), Hold()],
+        [Tweets(tweets[6:]), Hold()],
+    )
+    sleep = RecordingSleep()
+    assert ts.main(["--max-tweets", "10", "--stall-timeout", "0.5"], sleep=sleep) == ts.EXIT_OK
+    # HTTP 5xx: 5 s doubling; 429: from 60 s; after tweets flowed again the schedule restarts:
+    # a dropped connection and a stall are network errors (0.25 s steps); after the operational
+    # disconnect (which followed tweets) X is asked again at once.
+    assert sleep.delays == [5, 10, 60, 0.25, 0.5, 0]
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 10), tweets, "sample")
+    assert api.sent == tweets
+    err = capsys.readouterr().err
+    assert "published 10 of 10 tweets" in err and "skipped 3, reconnects 6" in err
+    for reason in ("HTTP 503", "HTTP 429 (ConnectionException", "connection broke", "stalled",
+                   "skipped a malformed line", "Not Found Error: a quoted tweet is gone", "operational disconnect"):
+        assert reason in caplog.text
+
+
+@pytest.mark.parametrize("status, token, message", [
+    (401, "wrong-token-also-secret", "X rejected the bearer token (HTTP 401): check TWITTER_BEARER_TOKEN"),
+    (403, TOKEN, "X refused the sampled stream (HTTP 403): it needs an Enterprise plan"),
+])
+def test_401_and_403_exit_at_once_with_their_likely_cause(status, token, message, api, live_env, monkeypatch,
+                                                          capsys, caplog):
+    monkeypatch.setenv("TWITTER_BEARER_TOKEN", token)
+    api.expect([Status(status)])
+    sleep = RecordingSleep()
+    started = time.monotonic()
+    assert ts.main([], sleep=sleep) == ts.EXIT_ERROR
+    assert time.monotonic() - started < 10 and sleep.delays == []
+    out, err = capsys.readouterr()
+    assert err.startswith(f"twitter-stream.py: {message}") and err.count("\n") == 1
+    assert ("X says: Unauthorized\n" if status == 401 else "--filter RULE") in err
+    assert token not in out + err + caplog.text
+
+
+@pytest.mark.parametrize("keep_rules", [False, True])
+def test_filter_adds_missing_rules_and_removes_only_its_own(keep_rules, api, live_env, bootstrap_servers, topic):
+    others = api.add_rule("cats")  # a rule someone else made: used, never removed
+    tweets = api.tweets(3)
+    api.expect([Tweets(tweets), Hold()])
+    argv = ["--filter", "cats", "--filter", "dogs lang:en", "--max-tweets", "3"]
+    assert ts.main(argv + (["--keep-rules"] if keep_rules else []), sleep=RecordingSleep()) == ts.EXIT_OK
+    posts = [json.loads(request.body) for request in api.requests if request.method == "POST"]
+    assert posts[0] == {"add": [{"value": "dogs lang:en", "tag": ts.RULE_TAG}]}
+    assert api.stream_requests()[0].path == "/2/tweets/search/stream"
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 3), tweets, "filter")
+    assert sorted(rule["value"] for rule in api.rules.values()) == (["cats", "dogs lang:en"] if keep_rules
+                                                                     else ["cats"])
+    assert others in api.rules
+
+
+def test_a_rule_x_rejects_is_a_usage_error(api, live_env, capsys):
+    assert ts.main(["--filter", "(cats"], sleep=RecordingSleep()) == ts.EXIT_USAGE
+    assert capsys.readouterr().err == ("twitter-stream.py: X did not accept the filter rules: "
+                                       "UnprocessableEntity: Unbalanced parentheses (at position 1): "
+                                       "rule '(cats'\n")
+    assert api.stream_requests() == [] and api.rules == {}
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_reading_flushes_and_reports(signum, exit_code, api, live_env, bootstrap_servers, topic,
+                                                    tmp_path):
+    tweets = api.tweets(5)
+    api.expect([Tweets(tweets), Hold()])
+    out_file, err_file = tmp_path / "stdout", tmp_path / "stderr"  # files: a full pipe would block DEBUG logging
+    # DEBUG: everything the script, requests, urllib3 and kafka-python log must still hide the token.
+    with out_file.open("w") as out, err_file.open("w") as err:
+        process = subprocess.Popen([sys.executable, str(SCRIPT), "--log-level", "DEBUG"], env=live_env,
+                                   stdout=out, stderr=err)
+        try:
+            assert len(kafkatools.read_all(bootstrap_servers, topic, 5)) == 5
+            process.send_signal(signum)
+            process.wait(timeout=60)
+        finally:
+            process.kill()
+    out, err = out_file.read_text(), err_file.read_text()
+    assert process.returncode == exit_code, err[-2000:]
+    assert "stopped reading, waiting for Kafka" in err and "published 5 of 5 tweets" in err
+    assert "Traceback" not in err and "connected to" in err
+    assert TOKEN not in out + err
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 5), tweets, "sample")
