@@ -92,6 +92,9 @@ def free_port(start: int = 20000, end: int = 60000, span: int = 2) -> int:
 
 def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As Kafka's own listeners do: connections of a node that just stopped linger in
+        # TIME_WAIT on its ports and must not count as "in use" for a restart.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:

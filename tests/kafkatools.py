@@ -7,6 +7,7 @@ import uuid
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError
 
 
 def unique_topic(prefix: str = "test") -> str:
@@ -65,3 +66,18 @@ def wait_for(condition, timeout_s: float = 30.0, interval_s: float = 0.05, what:
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(interval_s)
+
+
+def end_offset(bootstrap: str, topic: str, partition: int = 0) -> int:
+    """How many records partition ``partition`` of ``topic`` holds (its end offset); 0 on error."""
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=2000)
+    except KafkaError:  # a broker being killed or restarted: "not yet"
+        return 0
+    try:
+        tp = TopicPartition(topic, partition)
+        return consumer.end_offsets([tp])[tp]
+    except KafkaError:
+        return 0
+    finally:
+        consumer.close()
