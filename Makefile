@@ -5,8 +5,9 @@ PY     := $(VENV)/bin/python
 PORT   ?= 9092
 NODES  ?= 1
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install kafka kafka-stop kafka-status test demo clean
+.PHONY: help install kafka kafka-stop kafka-status test demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -35,6 +36,9 @@ demo: install  ## start Kafka if needed, send the example events, then read them
 	@if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then $(PY) -m broker start --port $(PORT); fi
 	$(PY) producer.py
 	$(PY) consumer.py --from-beginning --timeout-ms 5000
+
+bench: install  ## time the scripts against bare kafka-python and kcat (~8 min); writes bench/results.md
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:  ## delete the venv and caches (not Kafka's data: see kafka-stop WIPE=1)
 	rm -rf $(VENV) .pytest_cache .hypothesis

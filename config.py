@@ -21,6 +21,8 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,6 +44,9 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 BOOTSTRAP_TIMEOUT_MS = 10_000
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# What Kafka accepts as a topic name (org.apache.kafka.common.internals.Topic).
+TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
 class ConfigError(ValueError):
@@ -126,18 +131,70 @@ def load(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_F
             )
     elif protocol.startswith("SASL_"):
         mechanism = "PLAIN"  # what managed clusters (Confluent Cloud, Aiven, ...) hand out most
+    if protocol.startswith("SASL_"):
+        # Without both, kafka-python fails later with a far less helpful message.
+        missing = [name for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD") if not get(name)]
+        if missing:
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)} "
+                f"(put them in .env, see .env.example)"
+            )
+    cafile = get("KAFKA_SSL_CAFILE")
+    if cafile is not None and not Path(cafile).is_file():
+        raise ConfigError(f"KAFKA_SSL_CAFILE={cafile!r} is not a file")
     return Settings(
         bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP_SERVERS,
-        topic=get("KAFKA_TOPIC") or DEFAULT_TOPIC,
+        topic=check_topic(get("KAFKA_TOPIC") or DEFAULT_TOPIC, "KAFKA_TOPIC"),
         group_id=get("KAFKA_GROUP_ID") or DEFAULT_GROUP_ID,
         security_protocol=protocol,
         sasl_mechanism=mechanism,
         sasl_username=get("KAFKA_SASL_USERNAME"),
         sasl_password=secret("KAFKA_SASL_PASSWORD"),
-        ssl_cafile=get("KAFKA_SSL_CAFILE"),
+        ssl_cafile=cafile,
         twitter_bearer_token=secret("TWITTER_BEARER_TOKEN"),
         twitter_api_url=(get("TWITTER_API_URL") or DEFAULT_TWITTER_API_URL).rstrip("/"),
     )
+
+
+def check_topic(name: str, source: str = "topic") -> str:
+    """``name`` if Kafka accepts it as a topic name, else ConfigError naming ``source``."""
+    if not TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(
+            f"{source}={name!r} is not a valid topic name "
+            f"(1-249 characters: letters, digits, '.', '_', '-')"
+        )
+    return name
+
+
+def unreachable_message(settings: Settings, error: Exception) -> str:
+    """The one line to print when no broker answered (kafka-python's KafkaTimeoutError).
+
+    kafka-python 3 reports a refused SASL login as the same bootstrap timeout as a broker
+    that is not there at all; a plain TCP connect tells the two apart.
+    """
+    if settings.security_protocol.startswith("SASL_") and accepts_connections(settings.bootstrap_list):
+        return (
+            f"Kafka at {settings.bootstrap_servers} did not accept the SASL login of user "
+            f"{settings.sasl_username!r} ({settings.sasl_mechanism}): check KAFKA_SASL_USERNAME, "
+            f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+        )
+    if settings.security_protocol == "PLAINTEXT":
+        hint = "is Kafka running? start one with: make kafka"
+    else:
+        hint = "check KAFKA_BOOTSTRAP_SERVERS and the credentials in .env"
+    return f"cannot reach Kafka at {settings.bootstrap_servers} ({error}); {hint}"
+
+
+def accepts_connections(servers: list[str], timeout_s: float = 2.0) -> bool:
+    """Whether anything listens at one of the host:port ``servers``."""
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def connection_kwargs(settings: Settings) -> dict[str, Any]:
@@ -193,7 +250,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         f"default {DEFAULT_BOOTSTRAP_SERVERS})",
     )
     parser.add_argument(
-        "--topic", help=f"topic to use (env KAFKA_TOPIC, default {DEFAULT_TOPIC!r})"
+        "--topic",
+        type=_topic_argument,
+        help=f"topic to use (env KAFKA_TOPIC, default {DEFAULT_TOPIC!r})",
     )
     parser.add_argument(
         "--log-level",
@@ -202,6 +261,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         choices=LOG_LEVELS,
         help="diagnostics on stderr (default WARNING)",
     )
+
+
+def _topic_argument(value: str) -> str:
+    try:
+        return check_topic(value, "--topic")
+    except ConfigError as error:  # argparse turns this into a usage error (exit 2)
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def setup_logging(level: str) -> None:

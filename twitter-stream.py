@@ -36,7 +36,6 @@ from typing import Callable, Iterator, NamedTuple
 import requests
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
-from kafka.util import ensure_valid_topic_name
 from urllib3.exceptions import ReadTimeoutError
 
 import config
@@ -573,9 +572,9 @@ def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] = time
         parser.error("--keep-rules goes with --filter")
     config.setup_logging(options.log_level)
     try:
+        # config checks the topic name, from KAFKA_TOPIC here and from --topic in the parser.
         settings = config.load().override(bootstrap_servers=options.bootstrap_server, topic=options.topic)
-        ensure_valid_topic_name(settings.topic)
-    except (config.ConfigError, ValueError) as exc:
+    except config.ConfigError as exc:
         return fail(str(exc), EXIT_USAGE)
     if options.replay is not None and not Path(options.replay).is_file():
         return fail(f"no such file to replay: {options.replay}", EXIT_USAGE)
@@ -587,8 +586,8 @@ def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] = time
     with Signals() as signals:  # from here on, Ctrl-C ends with a report instead of a traceback
         try:
             producer = KafkaProducer(**config.producer_kwargs(settings, **PRODUCER_TUNING))
-        except KafkaTimeoutError:
-            return fail(f"cannot reach Kafka at {settings.bootstrap_servers}: start one with: make kafka",
+        except KafkaTimeoutError as error:
+            return fail(config.unreachable_message(settings, error),
                         EXIT_ERROR if signals.pending is None else EXIT_SIGNAL_BASE + signals.pending)
         except KafkaError as exc:
             return fail(f"cannot connect to Kafka at {settings.bootstrap_servers}: {exc}", EXIT_ERROR)

@@ -90,6 +90,71 @@ def replay_tweets() -> list[bytes]:
     return tweets
 
 
+def event_ids(records) -> Counter:
+    return Counter(json.loads(record.value)["event_id"] for record in records)
+
+
+# --- 1. kill -9 the broker in the middle of producer.py ------------------------------------
+
+def test_broker_killed_during_production_loses_and_duplicates_nothing(own_kafka):
+    topic = kafkatools.create_topic(own_kafka.bootstrap, kafkatools.unique_topic("fault-produce"))
+    count = 20_000
+    process = script("producer.py", "--count", str(count), "--rate", "4000", "--quiet",
+                     "--topic", topic, bootstrap=own_kafka.bootstrap)
+    kafkatools.wait_for(lambda: kafkatools.end_offset(own_kafka.bootstrap, topic) >= 3000,
+                        60, interval_s=0.2, what="3000 events in the topic")
+    own_kafka.kill9()
+    own_kafka.start()
+    stdout, stderr = process.communicate(timeout=SCRIPT_TIMEOUT_S)
+    assert process.returncode == 0, stderr
+    assert f"sent {count}, acknowledged {count}, failed 0" in stdout + stderr
+
+    records = kafkatools.read_all(own_kafka.bootstrap, topic, expected=count, timeout_s=60)
+    ids = event_ids(records)
+    duplicated = sum(n - 1 for n in ids.values())
+    report("broker kill -9 during producer.py", count, count, len(records), duplicated)
+    # Every event is a fresh uuid: 20000 distinct ids in 20000 records is no loss, no repeat.
+    assert len(records) == count and len(ids) == count and duplicated == 0
+
+
+# --- 3. kill -9 consumer.py and restart it in the same group -------------------------------
+
+def test_consumer_killed_and_restarted_in_its_group_skips_nothing(bootstrap_servers, topic):
+    count = 5_000
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers)
+    for i in range(count):
+        producer.send(topic, json.dumps({"n": i}).encode())
+    producer.flush()
+    producer.close()
+    group = kafkatools.unique_topic("fault-group")
+    args = ("--topic", topic, "--group", group, "--from-beginning", "--format", "json")
+
+    first = script("consumer.py", *args, bootstrap=bootstrap_servers)
+    printed_first: list[int] = []
+    # Read its output as it comes; kill it -9 once it has printed some, mid-stream.
+    while len(printed_first) < 1000:
+        line = first.stdout.readline()
+        assert line, first.stderr.read()
+        printed_first.append(json.loads(line)["offset"])
+    first.kill()
+    rest, _ = first.communicate(timeout=30)
+    printed_first += [json.loads(line)["offset"] for line in rest.splitlines()]
+    assert first.returncode == -signal.SIGKILL
+
+    second = script("consumer.py", *args, "--timeout-ms", "3000", bootstrap=bootstrap_servers)
+    out, err = second.communicate(timeout=SCRIPT_TIMEOUT_S)
+    assert second.returncode == 0, err
+    printed_second = [json.loads(line)["offset"] for line in out.splitlines()]
+
+    seen = Counter(printed_first + printed_second)
+    report("consumer.py kill -9 and restart", count, count, len(seen), sum(n - 1 for n in seen.values()))
+    assert set(seen) == set(range(count))  # no gap: every offset printed at least once
+    assert printed_second and min(printed_second) <= max(printed_first) + 1  # continued, not restarted
+    assert min(printed_second) > 0  # ... from its committed offset, not from the beginning
+
+
 # --- 2. kill -9 the broker in the middle of twitter-stream.py --replay ---------------------
 
 def test_broker_killed_during_replay_loses_and_duplicates_nothing(own_kafka):
@@ -113,6 +178,86 @@ def test_broker_killed_during_replay_loses_and_duplicates_nothing(own_kafka):
     report("broker kill -9 during twitter-stream.py --replay", count, count, len(found), duplicated)
     assert found == expected  # every tweet, once, in order
     assert f"published {count} of {count} tweets" in stderr
+
+
+# --- 4. a 3-node cluster loses a node while producing ------------------------------------
+
+def test_a_node_killed_in_a_three_node_cluster_loses_nothing(tmp_path):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    kafka = OwnKafka(tmp_path / "cluster", nodes=3)
+    try:
+        topic = kafkatools.unique_topic("fault-cluster")
+        admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3,
+                                      topic_configs={"min.insync.replicas": "2"})])
+        admin.close()
+        count = 10_000
+        process = script("producer.py", "--count", str(count), "--rate", "4000", "--quiet",
+                         "--topic", topic, bootstrap=kafka.bootstrap)
+        kafkatools.wait_for(lambda: kafkatools.end_offset(kafka.bootstrap, topic) >= 500,
+                            60, interval_s=0.2, what="events in the topic")
+        kafka.kill9(node_id=2)  # not restarted: two replicas of three are enough for min ISR 2
+        stdout, stderr = process.communicate(timeout=SCRIPT_TIMEOUT_S)
+        assert process.returncode == 0, stderr
+        assert f"sent {count}, acknowledged {count}, failed 0" in stdout + stderr
+        records = kafkatools.read_all(kafka.bootstrap, topic, expected=count, timeout_s=60)
+        ids = event_ids(records)
+        duplicated = sum(n - 1 for n in ids.values())
+        report("3-node cluster, one node kill -9 during producer.py", count, count, len(records),
+               duplicated)
+        assert len(records) == count and len(ids) == count and duplicated == 0
+    finally:
+        kafka.stop()
+
+
+# --- 5. SASL/SCRAM: right credentials connect, a wrong password is one clear line -----------
+
+SASL_USER, SASL_PASSWORD = "tutorial-user", "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def sasl_kafka(tmp_path):
+    kafka = OwnKafka(tmp_path / "sasl", sasl=True,
+                     environ={"KAFKA_SASL_USERNAME": SASL_USER, "KAFKA_SASL_PASSWORD": SASL_PASSWORD})
+    yield kafka
+    kafka.stop()
+
+
+def sasl_env(password: str) -> dict:
+    return {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": SASL_USER, "KAFKA_SASL_PASSWORD": password}
+
+
+def test_the_scripts_connect_with_scram_credentials(sasl_kafka):
+    topic = kafkatools.create_topic(sasl_kafka.bootstrap, kafkatools.unique_topic("sasl"))
+    bootstrap = sasl_kafka.cluster.sasl_bootstrap
+    produced = script("producer.py", "--count", "4", "--topic", topic, bootstrap=bootstrap,
+                      env=sasl_env(SASL_PASSWORD))
+    out, err = produced.communicate(timeout=SCRIPT_TIMEOUT_S)
+    assert produced.returncode == 0, err
+    replayed = script("twitter-stream.py", "--replay", "--max-tweets", "5", "--topic", topic,
+                      bootstrap=bootstrap, env=sasl_env(SASL_PASSWORD))
+    assert replayed.wait(timeout=SCRIPT_TIMEOUT_S) == 0, replayed.stderr.read()
+    consumed = script("consumer.py", "--topic", topic, "--from-beginning", "--max-messages", "9",
+                      "--format", "json", bootstrap=bootstrap, env=sasl_env(SASL_PASSWORD))
+    out, err = consumed.communicate(timeout=SCRIPT_TIMEOUT_S)
+    assert consumed.returncode == 0, err
+    assert [json.loads(line)["offset"] for line in out.splitlines()] == list(range(9))
+    assert SASL_PASSWORD not in out + err
+
+
+@pytest.mark.parametrize("name", ["producer.py", "consumer.py", "twitter-stream.py"])
+def test_a_wrong_password_is_one_line_and_never_shown(sasl_kafka, name):
+    wrong = "wrong-password-never-printed"
+    args = {"producer.py": ["--count", "1"], "consumer.py": ["--max-messages", "1"],
+            "twitter-stream.py": ["--replay", "--max-tweets", "1"]}[name]
+    process = script(name, *args, bootstrap=sasl_kafka.cluster.sasl_bootstrap, env=sasl_env(wrong))
+    out, err = process.communicate(timeout=SCRIPT_TIMEOUT_S)
+    assert process.returncode == 1
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert "SASL" in err and SASL_USER in err and "KAFKA_SASL_PASSWORD" in err
+    assert wrong not in err and "Traceback" not in err
 
 
 # --- 7. property-based: arbitrary bytes never crash the stream line parser -----------------

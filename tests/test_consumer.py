@@ -1,0 +1,285 @@
+"""consumer.py: how records are shown, the command line, and real reads from the test broker."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, strategies as st
+from kafka import KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
+from kafka.consumer.fetcher import ConsumerRecord
+
+import consumer
+import kafkatools
+import producer
+from scripts import ROOT, start_script, script_env
+
+TEXT_LINE = re.compile(r"partition=(\d+) offset=(\d+) key=(.*) timestamp=(\S+) value=(.*)")
+TWEET = {"data": {"id": "1", "text": "hello\nworld", "author_id": "42"},
+         "includes": {"users": [{"id": "42", "username": "ada", "name": "Ada"}]}}
+
+
+def record(key=b"k", value=b"v", headers=(), offset=7, timestamp=1795640463123) -> ConsumerRecord:
+    return ConsumerRecord("sample", 2, 0, offset, timestamp, 0, key, value, list(headers),
+                          None, -1, -1, -1)
+
+
+def run_main(capsys, *args: str) -> tuple[int, list[str], str]:
+    status = consumer.main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out.splitlines(), captured.err
+
+
+def send(bootstrap_servers: str, topic: str, *records: dict) -> None:
+    """Write with a bare kafka-python producer: consumer.py must read any client's records."""
+    client = KafkaProducer(bootstrap_servers=bootstrap_servers)
+    try:
+        for fields in records:
+            client.send(topic, **fields).get(timeout=30)
+    finally:
+        client.close()
+
+
+def committed(bootstrap_servers: str, group: str) -> dict[TopicPartition, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        return {tp: meta.offset for tp, meta in admin.list_group_offsets(group)[group].items()}
+    finally:
+        admin.close()
+
+
+# --- how a record is shown --------------------------------------------------------------
+
+def test_text_line_shows_partition_offset_key_timestamp_value():
+    line = consumer.text_line(record(key=b"alice", value=b'{\n  "type": "payment",  "amount": 5}'))
+    assert line == ('partition=2 offset=7 key=alice timestamp=2026-11-25T21:01:03.123Z '
+                    'value={"type": "payment", "amount": 5}')
+
+
+@pytest.mark.parametrize("value, shown", [
+    (json.dumps(TWEET).encode(), "@ada: hello\\nworld"),
+    (json.dumps({"data": {"text": "no users", "author_id": "7"}}).encode(), "7: no users"),
+    (json.dumps({"data": {"id": "1"}}).encode(), '{"data": {"id": "1"}}'),
+    ("naïve café ☕".encode(), "naïve café ☕"),
+    (b"\xff\xfe\x00bin", "\\xff\\xfe\\x00bin"),
+    (b"red \x1b[31malert\x1b[0m\r\n", "red \\x1b[31malert\\x1b[0m\\r\\n"),
+    (b"", ""),
+    (None, "null"),
+])
+def test_values_are_shown_safely_on_one_line(value, shown):
+    assert consumer.show_value(value) == shown
+
+
+def test_keys_and_missing_timestamps():
+    assert consumer.show_bytes(None) == "null"
+    assert consumer.show_bytes(b"sensor-1\t\xc3") == "sensor-1\\t\\xc3"
+    assert consumer.format_timestamp(-1) == "null"
+    assert consumer.format_timestamp(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_json_line_is_like_kcat_and_marks_base64():
+    line = consumer.json_line(record(key=None, value=b"\xff\x00", headers=[("trace", b"abc"),
+                                                                         ("raw", b"\x80")]))
+    assert json.loads(line) == {
+        "topic": "sample", "partition": 2, "offset": 7, "timestamp": 1795640463123,
+        "key": None, "value": {"base64": "/wA="},
+        "headers": [["trace", "abc"], ["raw", {"base64": "gA=="}]],
+    }
+
+
+@given(key=st.none() | st.binary(), value=st.none() | st.binary(),
+       header=st.tuples(st.text(), st.binary()))
+def test_any_bytes_print_on_one_line_and_json_keeps_them(key, value, header):
+    line = consumer.text_line(record(key=key, value=value, headers=[header]))
+    assert line.isprintable()  # no newline, no terminal escape: one safe line per record
+    shown = json.loads(consumer.json_line(record(key=key, value=value, headers=[header])))
+
+    def original(data):
+        return base64.b64decode(data["base64"]) if isinstance(data, dict) else (
+            None if data is None else data.encode("utf-8"))
+    assert (original(shown["key"]), original(shown["value"])) == (key, value)
+    assert original(shown["headers"][0][1]) == header[1]
+
+
+class OverEagerConsumer:
+    """poll() hands over more records than asked for, which a real fetch may do too."""
+
+    def __init__(self, batches):
+        self.batches, self.commits = list(batches), []
+
+    def poll(self, timeout_ms, max_records=None):
+        return self.batches.pop(0) if self.batches else {}
+
+    def commit(self, offsets):
+        self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
+
+
+def test_max_messages_commits_exactly_after_the_last_printed_record():
+    tp0, tp1 = TopicPartition("sample", 0), TopicPartition("sample", 1)
+    batch = {tp0: [record(offset=o) for o in (10, 11, 12)],
+             tp1: [record(offset=o) for o in (20, 21, 22)]}
+    fake, out = OverEagerConsumer([batch]), io.StringIO()
+    printed = consumer.run(fake, lambda r: str(r.offset), out, consumer.Stop(), max_messages=4)
+    assert printed == 4 and out.getvalue().split() == ["10", "11", "12", "20"]
+    assert fake.commits == [{0: 13, 1: 21}]  # the next offset to read, per partition
+
+
+def test_without_a_group_to_keep_nothing_is_committed():
+    fake = OverEagerConsumer([{TopicPartition("sample", 0): [record(offset=0)]}])
+    consumer.run(fake, str, io.StringIO(), consumer.Stop(), max_messages=1, commit=False)
+    assert fake.commits == []
+
+
+def test_choose_group():
+    assert consumer.choose_group(None, "tutorial", False) == ("tutorial", True)
+    assert consumer.choose_group("mine", "tutorial", True) == ("mine", True)
+    group, commit = consumer.choose_group(None, "tutorial", True)
+    assert group.startswith("replay-") and commit is False
+    assert consumer.choose_group(None, "tutorial", True)[0] != group
+
+
+# --- command line -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "xml"], "invalid choice: 'xml'"),
+    (["--max-messages", "0"], "--max-messages: must be a whole number above 0, not 0"),
+    (["--timeout-ms", "-5"], "--timeout-ms: must be a whole number above 0, not -5"),
+    (["--password", "x"], "unrecognized arguments: --password"),  # secrets: .env only
+])
+def test_bad_flags_are_usage_errors(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        consumer.main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_runs_as_a_script():
+    result = subprocess.run([sys.executable, "consumer.py", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert "--from-beginning" in result.stdout and "throwaway group" in result.stdout
+
+
+# --- against the real broker ------------------------------------------------------------
+
+@pytest.mark.broker
+def test_prints_what_producer_py_sent_with_keys_and_per_key_order(bootstrap_servers, make_topic,
+                                                                  capsys, monkeypatch):
+    topic = make_topic(partitions=3)
+    sent = [(f"user-{i % 4}", f"event {i}") for i in range(30)]
+    lines = "".join(f"{key}:{value}\n" for key, value in sent).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(lines)))
+    assert producer.main(["--bootstrap-server", bootstrap_servers, "--topic", topic, "--stdin",
+                          "--key-separator", ":", "--quiet"]) == 0
+    capsys.readouterr()
+    status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
+                                "--group", kafkatools.unique_topic("group"), "--max-messages", "30",
+                                "--format", "json")
+    assert status == 0 and err.strip() == "Processed a total of 30 messages"
+    printed = [json.loads(line) for line in out]
+    assert sorted((p["key"], p["value"]) for p in printed) == sorted(sent)
+    for key in {key for key, _ in sent}:  # one key, one partition: in the order sent
+        assert [p["value"] for p in printed if p["key"] == key] == [v for k, v in sent if k == key]
+    records = kafkatools.read_all(bootstrap_servers, topic, expected=30)
+    assert sorted((p["topic"], p["partition"], p["offset"], p["timestamp"]) for p in printed) == \
+        [(r.topic, r.partition, r.offset, r.timestamp) for r in records]
+
+
+@pytest.mark.broker
+def test_example_events_show_as_readable_lines(bootstrap_servers, topic, capsys):
+    assert producer.main(["--bootstrap-server", bootstrap_servers, "--topic", topic]) == 0
+    deliveries = [line for line in capsys.readouterr().out.splitlines() if line.startswith("delivered")]
+    status, out, _ = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
+                              "--from-beginning", "--max-messages", "6")
+    assert status == 0
+    shown = [TEXT_LINE.fullmatch(line).groups() for line in out]
+    assert [f"delivered partition={p} offset={o} key={k}" for p, o, k, _, _ in shown] == deliveries
+    records = kafkatools.read_all(bootstrap_servers, topic, expected=6)
+    assert [json.loads(value) for *_, value in shown] == [json.loads(r.value) for r in records]
+
+
+@pytest.mark.broker
+def test_a_group_continues_without_repeat_or_gap_and_from_beginning_replays(bootstrap_servers,
+                                                                            make_topic, capsys):
+    topic = make_topic(partitions=2)
+    send(bootstrap_servers, topic, *({"key": b"k%d" % i, "value": b"%d" % i, "partition": i % 2}
+                                     for i in range(10)))
+    group = kafkatools.unique_topic("group")
+    common = ("--bootstrap-server", bootstrap_servers, "--topic", topic, "--format", "json")
+
+    def offsets(lines):
+        return [(r["partition"], r["offset"]) for r in map(json.loads, lines)]
+
+    status, first, _ = run_main(capsys, *common, "--group", group, "--max-messages", "4")
+    assert status == 0 and len(first) == 4
+    # poll() may hand over more than 4; exactly what was printed is committed, per partition.
+    expected = {}
+    for partition, offset in offsets(first):
+        expected[TopicPartition(topic, partition)] = max(offset + 1, expected.get(
+            TopicPartition(topic, partition), 0))
+    assert {tp: o for tp, o in committed(bootstrap_servers, group).items() if tp in expected} == expected
+
+    status, second, err = run_main(capsys, *common, "--group", group, "--timeout-ms", "1000")
+    assert status == 0 and err.strip() == "Processed a total of 6 messages"
+    assert sorted(offsets(first) + offsets(second)) == sorted((i % 2, i // 2) for i in range(10))
+
+    status, replay, _ = run_main(capsys, *common, "--from-beginning", "--max-messages", "10")
+    assert status == 0 and sorted(offsets(replay)) == sorted(offsets(first) + offsets(second))
+
+    status, again, err = run_main(capsys, *common, "--from-beginning", "--group", group,
+                                  "--timeout-ms", "500")
+    assert status == 0 and again == [] and err.strip() == "Processed a total of 0 messages"
+
+
+@pytest.mark.broker
+def test_timeout_ms_stops_when_nothing_arrives(bootstrap_servers, topic, capsys):
+    status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
+                                "--timeout-ms", "300")
+    assert (status, out, err.strip()) == (0, [], "Processed a total of 0 messages")
+
+
+@pytest.mark.broker
+def test_prints_records_from_any_client_text_and_json(bootstrap_servers, topic, capsys):
+    send(bootstrap_servers, topic,
+         {"value": json.dumps(TWEET).encode()},
+         {"key": b"bin\xff", "value": b"\xff\x00 \x1b[31mred", "headers": [("trace", b"\x01")]},
+         {"key": b"k", "value": None})
+    common = ("--bootstrap-server", bootstrap_servers, "--topic", topic, "--from-beginning",
+              "--max-messages", "3")
+    status, out, _ = run_main(capsys, *common)
+    assert status == 0
+    assert [TEXT_LINE.fullmatch(line).group(3, 5) for line in out] == [
+        ("null", "@ada: hello\\nworld"), ("bin\\xff", "\\xff\\x00 \\x1b[31mred"), ("k", "null")]
+    status, out, _ = run_main(capsys, *common, "--format", "json")
+    assert [(r["key"], r["value"], r["headers"]) for r in map(json.loads, out)] == [
+        (None, json.dumps(TWEET), []),
+        ({"base64": base64.b64encode(b"bin\xff").decode()},
+         {"base64": base64.b64encode(b"\xff\x00 \x1b[31mred").decode()},
+         [["trace", "\x01"]]),
+        ("k", None, []),
+    ]
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_closes_cleanly_and_keeps_the_groups_place(bootstrap_servers, topic, capsys,
+                                                            signum, status):
+    send(bootstrap_servers, topic, *({"value": b"%d" % i} for i in range(5)))
+    group = kafkatools.unique_topic("group")
+    script = start_script("consumer.py", "--topic", topic, "--group", group,
+                    env=script_env(bootstrap_servers))
+    script.wait_for_stdout(5)
+    script.process.send_signal(signum)
+    assert script.finish() == status
+    assert script.stderr == ["Processed a total of 5 messages"]
+    send(bootstrap_servers, topic, {"value": b"after"})
+    status, out, _ = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
+                              "--group", group, "--max-messages", "1")
+    assert status == 0 and TEXT_LINE.fullmatch(out[0]).group(2, 5) == ("5", "after")

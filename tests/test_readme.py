@@ -1,0 +1,157 @@
+"""Run the README's commands against the test broker, so the tutorial cannot rot.
+
+How the README marks what runs:
+
+- Every ```bash block is run, in README order, as one `bash -e -o pipefail` script, in the
+  repository root, with the venv's `python` first on PATH. Blocks share the broker, so later
+  blocks see what earlier ones did, just as a reader's terminal would.
+- The ```text block right after it (only blank lines between) is its output: every line of it
+  must appear in what the commands printed (stdout and stderr), after masking what differs
+  from run to run: numbers become 0, UUIDs <uuid>, a leading ^C (the terminal's echo of
+  Ctrl-C) goes, and the test's topic and group read as `sample` and `tutorial`. A line `...`
+  stands for lines left out. Any other fence (```console, ```json, ```dotenv, ```mermaid,
+  a ```text block after prose) is shown only.
+- An HTML comment on the line before a ```bash block changes how it runs:
+    <!-- readme-test: skip (reason) -->           not run; the reason is required
+    <!-- readme-test: exit N -->                  must exit with N instead of 0
+    <!-- readme-test: interrupt after N lines --> one command: after N lines on stdout it
+                                                  gets SIGINT (Ctrl-C) and must exit with 130
+- The README's commands name no topic or group: the test sets KAFKA_TOPIC and KAFKA_GROUP_ID
+  to fresh names, and TWITTER_BEARER_TOKEN to nothing (no real X account is ever used).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import kafkatools
+from scripts import ROOT, Process
+
+README = ROOT / "README.md"
+DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
+UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+INTERRUPTED = 130
+
+
+@dataclass
+class Block:
+    line: int  # where the ```bash fence is, 1-based, for error messages
+    code: str
+    directive: str | None
+    output: list[str] | None  # the ```text block that follows, if any
+
+
+def fences(lines: list[str]):
+    """(language, first line number, body lines) of each fenced block."""
+    index = 0
+    while index < len(lines):
+        match = re.fullmatch(r"```(\S*)\s*", lines[index])
+        if not match:
+            index += 1
+            continue
+        end = next(i for i in range(index + 1, len(lines)) if lines[i].rstrip() == "```")
+        yield match[1], index, lines[index + 1:end]
+        index = end + 1
+
+
+def blocks(text: str) -> list[Block]:
+    lines = text.splitlines()
+    found: list[Block] = []
+    previous_end = None
+    for language, start, body in fences(lines):
+        between = lines[previous_end + 1:start] if previous_end is not None else None
+        if language == "text" and found and between is not None and not "".join(between).strip() \
+                and found[-1].line == previous_start + 1 and found[-1].output is None:
+            found[-1].output = body
+        if language == "bash":
+            before = next((line for line in reversed(lines[:start]) if line.strip()), "")
+            directive = DIRECTIVE.fullmatch(before.strip())
+            found.append(Block(start + 1, "\n".join(body), directive and directive[1], None))
+        previous_start, previous_end = start, start + len(body) + 1
+    return found
+
+
+def mask(line: str, names: dict[str, str]) -> str:
+    for real, shown in names.items():
+        line = line.replace(real, shown)
+    line = UUID.sub("<uuid>", line.removeprefix("^C"))
+    return re.sub(r"\d+", "0", line).rstrip()
+
+
+def missing_lines(shown: list[str], printed: list[str], names: dict[str, str]) -> list[str]:
+    """The shown lines (masked) that the run did not print, counting repeats."""
+    wanted = Counter(mask(line, names) for line in shown if line.strip() and line.strip() != "...")
+    return list((wanted - Counter(mask(line, names) for line in printed)).elements())
+
+
+def test_blocks_and_directives_are_found():
+    text = "\n".join([
+        "<!-- readme-test: skip (no) -->", "```bash", "make kafka", "```", "",
+        "```text", "started", "```", "",
+        "```bash", "python producer.py", "```", "", "```text", "sent 1", "```",
+        "prose", "```text", "not output", "```",
+        "<!-- readme-test: exit 2 -->", "```bash", "python producer.py --count -1", "```",
+    ])
+    assert blocks(text) == [
+        Block(2, "make kafka", "skip (no)", ["started"]),
+        Block(10, "python producer.py", None, ["sent 1"]),
+        Block(22, "python producer.py --count -1", "exit 2", None),
+    ]
+
+
+def test_masking_keeps_the_words_and_drops_what_varies():
+    names = {"test-1a2b": "sample"}
+    assert missing_lines(["created topic 'sample' with 3 partitions", "...",
+                          "^Csent 3, acknowledged 3, failed 0 in 0.43 s (6.9 events/s)"],
+                         ["created topic 'test-1a2b' with 3 partitions",
+                          "sent 12, acknowledged 12, failed 0 in 1.02 s (11.8 events/s)"],
+                         names) == []
+    assert missing_lines(["key=alice"], ["key=bob"], names) == ["key=alice"]
+
+
+@pytest.mark.broker
+def test_the_readme_commands_work_as_shown(bootstrap_servers):
+    topic, group = kafkatools.unique_topic("readme"), kafkatools.unique_topic("readme-group")
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("KAFKA_", "TWITTER_"))}
+    env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap_servers, KAFKA_TOPIC=topic,
+               KAFKA_GROUP_ID=group, KAFKA_SECURITY_PROTOCOL="PLAINTEXT",
+               TWITTER_BEARER_TOKEN="", PYTHONUNBUFFERED="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    names = {topic: "sample", group: "tutorial"}
+    ran = 0
+    for block in blocks(README.read_text()):
+        where = f"README.md line {block.line}: {block.code!r}"
+        directive = block.directive or ""
+        if directive.startswith("skip"):
+            assert re.fullmatch(r"skip \(.+\)", directive), f"{where}: say why it is skipped"
+            continue
+        if match := re.fullmatch(r"interrupt after (\d+) lines?", directive):
+            process = Process(["bash", "-c", f"exec {block.code.strip()}"], env=env)
+            process.wait_for_stdout(int(match[1]), timeout_s=60)
+            process.process.send_signal(signal.SIGINT)
+            status, expected = process.finish(timeout_s=60), INTERRUPTED
+            printed = process.stdout + process.stderr
+        else:
+            match = re.fullmatch(r"exit (\d+)", directive)
+            assert match or not directive, f"{where}: unknown directive {directive!r}"
+            result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=ROOT,
+                                    env=env, capture_output=True, text=True, timeout=120)
+            status, expected = result.returncode, int(match[1]) if match else 0
+            printed = (result.stdout + result.stderr).splitlines()
+        assert status == expected, f"{where}: exit status {status}, not {expected}:\n" + \
+            "\n".join(printed)
+        missing = missing_lines(block.output or [], printed, names)
+        assert not missing, f"{where}: did not print (masked) {missing}; it printed:\n" + \
+            "\n".join(printed)
+        ran += 1
+    assert ran >= 8, "the README's tutorial commands were not found"
