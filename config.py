@@ -53,6 +53,10 @@ class ConfigError(ValueError):
     """A setting has a value we cannot use; the message names the variable."""
 
 
+# Every secret value handed to a library: RedactSecretsFilter masks them in log lines.
+_REVEALED: set[str] = set()
+
+
 class Secret:
     """A string that does not show itself: repr() and str() are masked.
 
@@ -65,6 +69,7 @@ class Secret:
         self._value = value
 
     def reveal(self) -> str:
+        _REVEALED.add(self._value)
         return self._value
 
     def __repr__(self) -> str:
@@ -270,8 +275,27 @@ def _topic_argument(value: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+class RedactSecretsFilter(logging.Filter):
+    """Masks secrets in log lines. At DEBUG kafka-python logs its whole configuration
+    (sasl_plain_password included) and every request it sends, and a SASL request carries
+    the credentials (auth_bytes=b'\\x00user\\x00password' for PLAIN)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = redacted = record.getMessage()
+        for value in _REVEALED:
+            redacted = redacted.replace(value, "********")
+        if "auth_bytes=" in redacted:
+            redacted = redacted.split("auth_bytes=")[0] + "auth_bytes=<redacted>)"
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # on the handler: it sees every logger's records
+        if not any(isinstance(existing, RedactSecretsFilter) for existing in handler.filters):
+            handler.addFilter(RedactSecretsFilter())
     if level != "DEBUG":
         # kafka-python logs every retry and reconnect at INFO/WARNING, and at ERROR each failed
         # connect while the broker is down and "Topic ... not found" while a new topic is being

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import logging
 
 import pytest
 
@@ -112,3 +114,28 @@ def test_unreachable_message_says_how_to_start_kafka():
     assert "127.0.0.1:9092" in message and "make kafka" in message
     managed = load(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD="p")
     assert "make kafka" not in config.unreachable_message(managed, TimeoutError())
+
+
+def test_debug_logs_never_show_a_secret():
+    from kafka.protocol.sasl import SaslAuthenticateRequest
+
+    password = load(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_USERNAME="me",
+                    KAFKA_SASL_PASSWORD="hunter2").sasl_password
+    kwargs = config.connection_kwargs(  # reveals the password to kafka-python
+        load(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_USERNAME="me", KAFKA_SASL_PASSWORD="hunter2"))
+    assert kwargs["sasl_plain_password"] == password.reveal() == "hunter2"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(config.RedactSecretsFilter())
+    logger = logging.getLogger("kafka.test")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:  # what kafka-python logs at DEBUG: its configuration, and each request it sends
+        logger.debug("Starting KafkaAdminClient with configuration: %s", kwargs)
+        logger.debug("%s Request %d: %s", "<conn>", 7, SaslAuthenticateRequest(b"\x00me\x00secret2"))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    lines = stream.getvalue().splitlines()
+    assert "hunter2" not in lines[0] and "'sasl_plain_password': '********'" in lines[0]
+    assert lines[1] == "<conn> Request 7: SaslAuthenticateRequest(auth_bytes=<redacted>)"

@@ -7,10 +7,10 @@ How the README marks what runs:
   blocks see what earlier ones did, just as a reader's terminal would.
 - The ```text block right after it (only blank lines between) is its output: every line of it
   must appear in what the commands printed (stdout and stderr), after masking what differs
-  from run to run: numbers become 0, UUIDs <uuid>, a leading ^C (the terminal's echo of
-  Ctrl-C) goes, and the test's topic and group read as `sample` and `tutorial`. A line `...`
-  stands for lines left out. Any other fence (```console, ```json, ```dotenv, ```mermaid,
-  a ```text block after prose) is shown only.
+  from run to run: numbers (also 2,411 or 0.43) become 0, UUIDs <uuid>, a leading ^C (the
+  terminal's echo of Ctrl-C) goes, and the test's topic and group read as `sample` and
+  `tutorial`. A line `...` stands for lines left out. Any other fence (```console, ```json,
+  ```dotenv, ```mermaid, a ```text block after prose) is shown only.
 - An HTML comment on the line before a ```bash block changes how it runs:
     <!-- readme-test: skip (reason) -->           not run; the reason is required
     <!-- readme-test: exit N -->                  must exit with N instead of 0
@@ -38,6 +38,7 @@ from scripts import ROOT, Process
 
 README = ROOT / "README.md"
 DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")  # 7, 0.43, 2,411, and so 127.0.0.1 too
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 INTERRUPTED = 130
 
@@ -66,17 +67,16 @@ def fences(lines: list[str]):
 def blocks(text: str) -> list[Block]:
     lines = text.splitlines()
     found: list[Block] = []
-    previous_end = None
+    previous = None  # (language, index of the closing fence) of the block before
     for language, start, body in fences(lines):
-        between = lines[previous_end + 1:start] if previous_end is not None else None
-        if language == "text" and found and between is not None and not "".join(between).strip() \
-                and found[-1].line == previous_start + 1 and found[-1].output is None:
-            found[-1].output = body
         if language == "bash":
             before = next((line for line in reversed(lines[:start]) if line.strip()), "")
             directive = DIRECTIVE.fullmatch(before.strip())
             found.append(Block(start + 1, "\n".join(body), directive and directive[1], None))
-        previous_start, previous_end = start, start + len(body) + 1
+        elif language == "text" and previous and previous[0] == "bash" \
+                and not "".join(lines[previous[1] + 1:start]).strip():
+            found[-1].output = body
+        previous = (language, start + len(body) + 1)
     return found
 
 
@@ -84,7 +84,7 @@ def mask(line: str, names: dict[str, str]) -> str:
     for real, shown in names.items():
         line = line.replace(real, shown)
     line = UUID.sub("<uuid>", line.removeprefix("^C"))
-    return re.sub(r"\d+", "0", line).rstrip()
+    return NUMBER.sub("0", line).rstrip()
 
 
 def missing_lines(shown: list[str], printed: list[str], names: dict[str, str]) -> list[str]:
@@ -115,6 +115,8 @@ def test_masking_keeps_the_words_and_drops_what_varies():
                          ["created topic 'test-1a2b' with 3 partitions",
                           "sent 12, acknowledged 12, failed 0 in 1.02 s (11.8 events/s)"],
                          names) == []
+    assert missing_lines(["published 300 tweets (979 tweets/s)"],
+                         ["published 300 tweets (2,411 tweets/s)"], names) == []
     assert missing_lines(["key=alice"], ["key=bob"], names) == ["key=alice"]
 
 
