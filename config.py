@@ -148,7 +148,9 @@ def load(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_F
     if cafile is not None and not Path(cafile).is_file():
         raise ConfigError(f"KAFKA_SSL_CAFILE={cafile!r} is not a file")
     return Settings(
-        bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP_SERVERS,
+        bootstrap_servers=check_bootstrap(
+            get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP_SERVERS, "KAFKA_BOOTSTRAP_SERVERS"
+        ),
         topic=check_topic(get("KAFKA_TOPIC") or DEFAULT_TOPIC, "KAFKA_TOPIC"),
         group_id=get("KAFKA_GROUP_ID") or DEFAULT_GROUP_ID,
         security_protocol=protocol,
@@ -159,6 +161,21 @@ def load(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_F
         twitter_bearer_token=secret("TWITTER_BEARER_TOKEN"),
         twitter_api_url=(get("TWITTER_API_URL") or DEFAULT_TWITTER_API_URL).rstrip("/"),
     )
+
+
+def check_bootstrap(servers: str, source: str = "bootstrap servers") -> str:
+    """``servers`` if it is a comma-separated list of HOST:PORT, else ConfigError naming ``source``.
+
+    kafka-python would otherwise fail deep inside with a ValueError or an IndexError.
+    """
+    entries = [entry.strip() for entry in servers.split(",") if entry.strip()]
+    for entry in entries:
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{source}={servers!r}: {entry!r} is not HOST:PORT (e.g. 127.0.0.1:9092)")
+    if not entries:
+        raise ConfigError(f"{source}={servers!r} names no broker (HOST:PORT, e.g. 127.0.0.1:9092)")
+    return servers
 
 
 def check_topic(name: str, source: str = "topic") -> str:
@@ -251,6 +268,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bootstrap-server",
         metavar="HOST:PORT[,HOST:PORT]",
+        type=_bootstrap_argument,
         help=f"Kafka broker(s) to connect to (env KAFKA_BOOTSTRAP_SERVERS, "
         f"default {DEFAULT_BOOTSTRAP_SERVERS})",
     )
@@ -266,6 +284,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         choices=LOG_LEVELS,
         help="diagnostics on stderr (default WARNING)",
     )
+
+
+def _bootstrap_argument(value: str) -> str:
+    try:
+        return check_bootstrap(value, "--bootstrap-server")
+    except ConfigError as error:  # argparse turns this into a usage error (exit 2)
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _topic_argument(value: str) -> str:

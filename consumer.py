@@ -242,7 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         # Learn the topic's partitions before joining the group. Otherwise the first
         # assignment is made without them and the group rebalances again at once, and
         # in kafka-python 3.0.12 that second join now and then never completes.
-        consumer.partitions_for_topic(settings.topic)
+        if not consumer.partitions_for_topic(settings.topic):  # kafka-python 3 gives set() or None
+            # Like kafka-console-consumer, wait for it: a producer may be about to create it.
+            print(f"topic {settings.topic!r} does not exist (yet): waiting for it; "
+                  f"python producer.py creates it", file=sys.stderr)
         consumer.subscribe([settings.topic])
         printed = run(consumer, json_line if args.format == "json" else text_line, sys.stdout,
                       stop, max_messages=args.max_messages, timeout_ms=args.timeout_ms,

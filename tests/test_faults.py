@@ -9,6 +9,7 @@ with `pytest -s`, and collected in the note of the issue that added these tests)
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -18,8 +19,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 import kafkatools
+import producer
 from broker import cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,7 +284,6 @@ def test_a_wrong_password_is_one_line_and_never_shown(sasl_kafka, name):
 twitter_stream = sys.modules.get("twitter_stream") or __import__("test_twitter_stream").ts
 
 
-from hypothesis import given, settings as hypothesis_settings, strategies as st  # noqa: E402
 
 
 @hypothesis_settings(max_examples=500, deadline=None)
@@ -297,3 +299,49 @@ def test_the_stream_line_parser_never_crashes(line):
                            twitter_stream.OTHER, twitter_stream.MALFORMED}
     if parsed.kind == twitter_stream.TWEET:
         assert parsed.tweet_id.isdigit()
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300), st.one_of(st.none(), st.binary(min_size=1, max_size=3)))
+def test_the_stdin_key_value_parser_never_crashes(data, separator):
+    lines = list(producer.stdin_messages(io.BytesIO(data), separator))
+    for item in lines:
+        if isinstance(item, producer.Message):
+            assert item.value is not None and b"\n" not in item.value
+            if separator is None:
+                assert item.key is None
+        else:
+            assert isinstance(item, producer.Rejected) and separator is not None
+    # Nothing accepted is lost: every line with content is either sent or reported.
+    assert len(lines) == sum(1 for line in data.split(b"\n") if line.strip(b"\r"))
+
+
+# --- 6. bad input: a clear line and exit 2, never a traceback -------------------------------
+
+@pytest.mark.parametrize("name", ["producer.py", "consumer.py", "twitter-stream.py"])
+@pytest.mark.parametrize("servers", ["127.0.0.1:notaport", ",", "127.0.0.1:99999", "no-port"])
+def test_a_malformed_bootstrap_string_is_a_usage_error(name, servers):
+    extra = ["--replay"] if name == "twitter-stream.py" else []
+    by_flag = subprocess.run([sys.executable, str(ROOT / name), *extra, "--bootstrap-server", servers],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert by_flag.returncode == 2
+    assert by_flag.stderr.splitlines()[-1].endswith(
+        "names no broker (HOST:PORT, e.g. 127.0.0.1:9092)" if servers == "," else
+        f"{servers!r} is not HOST:PORT (e.g. 127.0.0.1:9092)")
+    by_env = subprocess.run([sys.executable, str(ROOT / name), *extra], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": servers})
+    assert by_env.returncode == 2
+    assert len(by_env.stderr.splitlines()) == 1 and "KAFKA_BOOTSTRAP_SERVERS=" in by_env.stderr
+    assert "Traceback" not in by_flag.stderr + by_env.stderr
+
+
+def test_consumer_on_a_topic_that_does_not_exist_says_so_and_waits(bootstrap_servers):
+    missing = kafkatools.unique_topic("missing")
+    process = script("consumer.py", "--topic", missing, "--timeout-ms", "1000", bootstrap=bootstrap_servers)
+    out, err = process.communicate(timeout=SCRIPT_TIMEOUT_S)
+    assert process.returncode == 0 and out == ""
+    assert err.splitlines() == [
+        f"topic {missing!r} does not exist (yet): waiting for it; python producer.py creates it",
+        "Processed a total of 0 messages",
+    ]
