@@ -369,12 +369,13 @@ class Publisher:
         self.source_header = ("source", source.encode())
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.first_error: Exception | None = None
+        self._stamp_ms, self._stamp = -1, b""
 
     def publish(self, tweet_id: str, value: bytes) -> None:
         if self.first_error is not None:
             raise Fatal(f"Kafka did not acknowledge a tweet: {self.first_error}")
         self.slots.acquire()  # blocks while max_in_flight tweets wait for Kafka: backpressure
-        received_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").encode()
+        received_at = self._received_at()
         try:
             future = self.producer.send(self.topic, value=value, key=tweet_id.encode(),
                                         headers=[self.source_header, ("received_at", received_at)])
@@ -385,6 +386,18 @@ class Publisher:
         # Run in the producer's I/O thread once the broker answered (or the send timed out).
         future.add_callback(self._acknowledged)
         future.add_errback(self._failed)
+
+    def _received_at(self) -> bytes:
+        """Now in UTC, to the millisecond (ISO 8601), as the received_at header's value.
+
+        Made once per millisecond: at thousands of tweets a second, formatting the time for
+        each one cost ~10% of the throughput (bench/README.md).
+        """
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms != self._stamp_ms:
+            moment = datetime.fromtimestamp(now_ms // 1000, timezone.utc).replace(microsecond=now_ms % 1000 * 1000)
+            self._stamp_ms, self._stamp = now_ms, moment.isoformat(timespec="milliseconds").encode()
+        return self._stamp
 
     def _acknowledged(self, _metadata) -> None:
         self.stats.published += 1

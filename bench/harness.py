@@ -143,14 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         ctx.note(f"Only {options.runs} run(s) per figure: fewer than the {DEFAULT_RUNS} the issue asks for.")
     started, began = report.now_utc(), time.monotonic()
     rows: dict[str, list[report.Row]] = {}
-    loads: list[float] = []
+    loads: list[tuple[str, float]] = []  # the 1-minute load average as each case began
     try:
         if "broker" in selected:
             from broker import jars
 
             jars.find()  # "jars cached": resolve (and if need be fetch) them before the clock runs
             log("== broker")
-            loads.append(report.load_average())
+            loads.append(("broker", report.load_average()))
             rows["broker"] = cases.broker_start(ctx)
         with kafka(OUT_DIR / "kafka") as (bootstrap, broker_description):
             ctx.bootstrap = bootstrap
@@ -158,24 +158,24 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "broker":
                     continue
                 log(f"== {name}")
-                loads.append(report.load_average())
+                loads.append((name, report.load_average()))
                 rows[name] = cases.CASES[name](ctx)
             if options.profile:
                 log("== profile")
                 cases.profiles(ctx)
-            kafka_version = broker_description
+            kafka_description = broker_description
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the benchmark's broker is stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RuntimeError as exc:  # BrokerError, JarsError: no broker; or a case that could not start
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    loads.append(report.load_average())
+    loads.append(("end", report.load_average()))
     if options.pure_python_crc:
         ctx.note("Run with --pure-python-crc: every command used kafka-python's pure-Python CRC-32C.")
     ctx.notes.extend(f"FAILED: {failure}" for failure in ctx.failures)
     table = [row for name in cases.TABLE_ORDER for row in rows.get(name, [])]
-    machine = report.describe_machine(kafka_version, kcat, pure_python_crc=options.pure_python_crc)
+    machine = report.describe_machine(kafka_description, kcat, pure_python_crc=options.pure_python_crc)
     command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)])
     text = report.render(table, machine, ctx.notes, command=command, started=started,
                          elapsed_s=time.monotonic() - began, loads=loads, scale=scale, runs=options.runs)

@@ -195,10 +195,10 @@ def _kcat_version(kcat: str) -> str:
 
 
 def render(rows: list[Row], machine: list[tuple[str, str]], notes: list[str], *, command: str,
-           started: datetime, elapsed_s: float, loads: list[float], scale: float, runs: int) -> str:
+           started: datetime, elapsed_s: float, loads: list[tuple[str, float]], scale: float, runs: int) -> str:
     """The whole results.md."""
     machine_lines = "\n".join(f"| {name} | {value} |" for name, value in machine)
-    load_text = ", ".join(f"{load:.2f}" for load in loads)
+    load_text = ", ".join(f"{name} {load:.2f}" for name, load in loads)
     scale_text = "" if scale == 1 else (f"\n**Scaled run (BENCH_SCALE={scale:g})**: counts and durations are "
                                         f"{scale:g}× those the issue asks for; not the reference figures.\n")
     note_lines = "\n".join(f"- {note}" for note in notes)
@@ -215,8 +215,9 @@ are reported, not asserted. How each figure is measured: `bench/README.md`.
 {machine_lines}
 
 Noise: a 2-core machine shared with other work (other sessions run test suites at times). The 1-minute
-load average before each case was {load_text}: anything well above the benchmark's own load (~1-2)
-means the figures of that case are pessimistic. Rerun with `make bench` (or `python -m bench --only CASE`).
+load average as each case began: {load_text}. Well above the benchmark's own load (~1-2), the figures
+of that case are pessimistic and noisier, its tail latencies most of all. Rerun with `make bench`
+(or `python -m bench --only CASE`).
 
 ## Results
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -194,6 +194,16 @@ def test_publisher_blocks_while_too_many_tweets_await_kafka():
     with pytest.raises(ts.Fatal, match="Expiring"):  # stop reading rather than lose more
         publisher.publish("4", b"four")
 
+
+
+@pytest.mark.parametrize("milliseconds", [0, 999, 1_795_640_463_123, 1_795_640_463_999])
+def test_received_at_is_the_utc_millisecond_formatted_once_per_millisecond(milliseconds, monkeypatch):
+    publisher = ts.Publisher(producer=None, topic="t", source="sample", stats=ts.Stats())
+    monkeypatch.setattr(ts.time, "time_ns", lambda: milliseconds * 1_000_000 + 999_999)
+    stamp = publisher._received_at()
+    assert stamp == datetime.fromtimestamp(milliseconds / 1000, timezone.utc).isoformat(
+        timespec="milliseconds").encode()
+    assert publisher._received_at() is stamp  # the same millisecond: not formatted again
 
 def test_status_line_is_redrawn_on_a_terminal_and_logged_otherwise():
     class Terminal(io.StringIO):
