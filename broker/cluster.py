@@ -139,6 +139,9 @@ def server_properties(node_id: int, ports: list[tuple[int, int, int | None]], lo
             "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": log_dir,
         "num.partitions": 1,
+        # New topics (producer.py creates its own) get a copy on up to three nodes, so a
+        # cluster's topics survive the loss of a node, as "Kafka as a cluster" shows.
+        "default.replication.factor": replication,
         # Internal topics: Kafka's defaults want 3 replicas, which one node cannot give.
         "offsets.topic.replication.factor": replication,
         "transaction.state.log.replication.factor": replication,

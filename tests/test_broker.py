@@ -53,6 +53,7 @@ def test_server_properties_single_node_is_kraft_on_loopback(tmp_path):
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
     assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9092"
     assert props["offsets.topic.replication.factor"] == "1"
+    assert props["default.replication.factor"] == "1"
     assert props["transaction.state.log.min.isr"] == "1"
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert "zookeeper.connect" not in props
@@ -68,6 +69,7 @@ def test_server_properties_of_a_three_node_cluster_with_sasl(tmp_path):
     assert props["controller.quorum.voters"] == "1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097"
     assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9094,SASL_PLAINTEXT://127.0.0.1:9099"
     assert props["offsets.topic.replication.factor"] == "3"
+    assert props["default.replication.factor"] == "3"
     assert props["transaction.state.log.min.isr"] == "2"
     assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
 
