@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -12,6 +13,17 @@ from pathlib import Path
 from kafkatools import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(file_name: str, module_name: str):
+    """Import a script whose file name is not a module name (twitter-stream.py), once."""
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / file_name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def script_env(bootstrap_servers: str, **extra: str) -> dict[str, str]:

@@ -24,8 +24,8 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 import kafkatools
 import producer
 from broker import cluster
+from scripts import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parent.parent
 REPLAY_FILE = ROOT / "data" / "sample-stream.jsonl"
 SCRIPT_TIMEOUT_S = 180
 
@@ -97,27 +97,34 @@ def event_ids(records) -> Counter:
     return Counter(json.loads(record.value)["event_id"] for record in records)
 
 
+def produce_through(kafka: OwnKafka, topic: str, count: int, records_before_fault: int,
+                    fault, label: str) -> None:
+    """Run producer.py --count COUNT at 4000/s, apply ``fault`` mid-way, and check that
+    producer.py exits 0 and that every event is in the topic exactly once."""
+    process = script("producer.py", "--count", str(count), "--rate", "4000", "--quiet",
+                     "--topic", topic, bootstrap=kafka.bootstrap)
+    kafkatools.wait_for(lambda: kafkatools.end_offset(kafka.bootstrap, topic) >= records_before_fault,
+                        60, interval_s=0.2, what=f"{records_before_fault} events in the topic")
+    fault()
+    stdout, stderr = process.communicate(timeout=SCRIPT_TIMEOUT_S)
+    assert process.returncode == 0, stderr
+    assert f"sent {count}, acknowledged {count}, failed 0" in stdout + stderr
+    records = kafkatools.read_all(kafka.bootstrap, topic, expected=count, timeout_s=60)
+    ids = event_ids(records)
+    duplicated = sum(n - 1 for n in ids.values())
+    report(label, count, count, len(records), duplicated)
+    # Every event is a fresh uuid: COUNT distinct ids in COUNT records is no loss, no repeat.
+    assert len(records) == count and len(ids) == count and duplicated == 0
+
+
 # --- 1. kill -9 the broker in the middle of producer.py ------------------------------------
 
 def test_broker_killed_during_production_loses_and_duplicates_nothing(own_kafka):
     topic = kafkatools.create_topic(own_kafka.bootstrap, kafkatools.unique_topic("fault-produce"))
     count = 20_000
-    process = script("producer.py", "--count", str(count), "--rate", "4000", "--quiet",
-                     "--topic", topic, bootstrap=own_kafka.bootstrap)
-    kafkatools.wait_for(lambda: kafkatools.end_offset(own_kafka.bootstrap, topic) >= 3000,
-                        60, interval_s=0.2, what="3000 events in the topic")
-    own_kafka.kill9()
-    own_kafka.start()
-    stdout, stderr = process.communicate(timeout=SCRIPT_TIMEOUT_S)
-    assert process.returncode == 0, stderr
-    assert f"sent {count}, acknowledged {count}, failed 0" in stdout + stderr
-
-    records = kafkatools.read_all(own_kafka.bootstrap, topic, expected=count, timeout_s=60)
-    ids = event_ids(records)
-    duplicated = sum(n - 1 for n in ids.values())
-    report("broker kill -9 during producer.py", count, count, len(records), duplicated)
-    # Every event is a fresh uuid: 20000 distinct ids in 20000 records is no loss, no repeat.
-    assert len(records) == count and len(ids) == count and duplicated == 0
+    produce_through(own_kafka, topic, count, records_before_fault=3000,
+                    fault=lambda: (own_kafka.kill9(), own_kafka.start()),
+                    label="broker kill -9 during producer.py")
 
 
 # --- 3. kill -9 consumer.py and restart it in the same group -------------------------------
@@ -212,20 +219,10 @@ def test_a_node_killed_in_a_three_node_cluster_loses_nothing(tmp_path):
                                       topic_configs={"min.insync.replicas": "2"})])
         admin.close()
         count = 10_000
-        process = script("producer.py", "--count", str(count), "--rate", "4000", "--quiet",
-                         "--topic", topic, bootstrap=kafka.bootstrap)
-        kafkatools.wait_for(lambda: kafkatools.end_offset(kafka.bootstrap, topic) >= 500,
-                            60, interval_s=0.2, what="events in the topic")
-        kafka.kill9(node_id=2)  # not restarted: two replicas of three are enough for min ISR 2
-        stdout, stderr = process.communicate(timeout=SCRIPT_TIMEOUT_S)
-        assert process.returncode == 0, stderr
-        assert f"sent {count}, acknowledged {count}, failed 0" in stdout + stderr
-        records = kafkatools.read_all(kafka.bootstrap, topic, expected=count, timeout_s=60)
-        ids = event_ids(records)
-        duplicated = sum(n - 1 for n in ids.values())
-        report("3-node cluster, one node kill -9 during producer.py", count, count, len(records),
-               duplicated)
-        assert len(records) == count and len(ids) == count and duplicated == 0
+        # Node 2 is not restarted: two replicas of three are enough for min ISR 2.
+        produce_through(kafka, topic, count, records_before_fault=500,
+                        fault=lambda: kafka.kill9(node_id=2),
+                        label="3-node cluster, one node kill -9 during producer.py")
     finally:
         kafka.stop()
 
@@ -281,7 +278,7 @@ def test_a_wrong_password_is_one_line_and_never_shown(sasl_kafka, name):
 
 # --- 7. property-based: arbitrary bytes never crash the stream line parser -----------------
 
-twitter_stream = sys.modules.get("twitter_stream") or __import__("test_twitter_stream").ts
+twitter_stream = load_script("twitter-stream.py", "twitter_stream")
 
 
 

@@ -8,7 +8,6 @@ asserted, not waited for.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -27,6 +26,7 @@ from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 
 import kafkatools
+from scripts import load_script
 from fake_x_api import (OPERATIONAL_DISCONNECT, Drop, FakeXApi, Hold, KeepAlive, Raw, Stall, Status,
                         Tweets)
 
@@ -36,15 +36,7 @@ SAMPLE_FILE = ROOT / "data" / "sample-stream.jsonl"
 TOKEN = "AAAAAAAAAAAAAAAAAAAAAtest-bearer-token-never-printed"
 
 
-def load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-ts = load("twitter_stream", SCRIPT)
+ts = load_script("twitter-stream.py", "twitter_stream")
 
 
 class RecordingSleep:
@@ -273,7 +265,7 @@ def test_unreachable_broker_is_one_line_naming_it(monkeypatch, capsys, caplog):
 # --- replay into the real broker -------------------------------------------------------------
 
 def test_shipped_file_is_what_the_generator_makes():
-    generator = load("make_sample_tweets", ROOT / "data" / "make_sample_tweets.py")
+    generator = load_script("data/make_sample_tweets.py", "make_sample_tweets")
     assert b"".join(line + b"\r\n" for line in generator.stream_lines()) == SAMPLE_FILE.read_bytes()
 
 
