@@ -42,6 +42,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # kafka-python waits 30 s by default before it gives up on an unreachable broker.
 # A learner with no broker running should hear about it sooner than that.
 BOOTSTRAP_TIMEOUT_MS = 10_000
+BOOTSTRAP_TIMEOUT_S = BOOTSTRAP_TIMEOUT_MS / 1000
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -111,7 +112,10 @@ def load(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_F
     """Read the settings from ``environ`` (default: os.environ) over ``env_file``."""
     values: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        try:
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        except UnicodeDecodeError:
+            raise ConfigError(f"{env_file} is not UTF-8 text: save it as UTF-8") from None
     values.update(os.environ if environ is None else environ)
 
     def get(name: str) -> str | None:
@@ -237,32 +241,6 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def producer_kwargs(settings: Settings, **extra: Any) -> dict[str, Any]:
-    """KafkaProducer arguments: the connection, plus durable delivery.
-
-    acks="all": the leader answers only once every in-sync replica has the record, so
-    an acknowledged event survives the loss of a broker. enable_idempotence: the broker
-    drops the duplicates that retries would otherwise write. Both are kafka-python 3's
-    defaults already; we spell them out because they are the point of the tutorial.
-    """
-    kwargs = connection_kwargs(settings)
-    kwargs.update(acks="all", enable_idempotence=True)
-    kwargs.update(extra)
-    return kwargs
-
-
-def consumer_kwargs(settings: Settings, **extra: Any) -> dict[str, Any]:
-    """KafkaConsumer arguments: the connection, the group, and manual commits.
-
-    enable_auto_commit=False: the scripts commit only offsets of messages they have
-    already printed (at-least-once), never ones a background timer picked.
-    """
-    kwargs = connection_kwargs(settings)
-    kwargs.update(group_id=settings.group_id, enable_auto_commit=False)
-    kwargs.update(extra)
-    return kwargs
-
-
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every script has, named as in Kafka's console tools."""
     parser.add_argument(
@@ -300,17 +278,30 @@ def _topic_argument(value: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def redact(text: str) -> str:
+    """``text`` with every secret handed to a library masked, in each form it may be printed:
+    as typed, and escaped as Python shows bytes or strings (b'Pl\\xc3\\xa4in', '\\\\')."""
+    for value in _REVEALED:
+        for form in _printed_forms(value):
+            text = text.replace(form, "********")
+    if "auth_bytes=" in text:  # a SASL request, as kafka-python logs it at DEBUG
+        text = text.split("auth_bytes=")[0] + "auth_bytes=<redacted>)"
+    return text
+
+
+def _printed_forms(value: str) -> list[str]:
+    forms = {value, repr(value)[1:-1], repr(value.encode())[2:-1], value.encode("unicode_escape").decode()}
+    return sorted(forms, key=len, reverse=True)  # longest first: a form may contain another
+
+
 class RedactSecretsFilter(logging.Filter):
     """Masks secrets in log lines. At DEBUG kafka-python logs its whole configuration
     (sasl_plain_password included) and every request it sends, and a SASL request carries
     the credentials (auth_bytes=b'\\x00user\\x00password' for PLAIN)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = redacted = record.getMessage()
-        for value in _REVEALED:
-            redacted = redacted.replace(value, "********")
-        if "auth_bytes=" in redacted:
-            redacted = redacted.split("auth_bytes=")[0] + "auth_bytes=<redacted>)"
+        message = record.getMessage()
+        redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True
