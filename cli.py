@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -160,6 +161,17 @@ class Run:
     @property
     def stopping(self) -> bool:
         return self.signal is not None or self.reader_is_gone
+
+    def stdout_closed(self) -> bool:
+        """Whether the reader of stdout went away, asked without writing: an idle consumer
+        learns it only this way (a pipe whose reader closed reports POLLERR)."""
+        if not self.reader_is_gone:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                poller = select.poll()
+                poller.register(sys.stdout.fileno(), 0)  # 0: errors and hang-ups only
+                if poller.poll(0):
+                    self.reader_gone()
+        return self.reader_is_gone
 
     def reader_gone(self) -> None:
         """The reader of stdout went away (``| head``): stop as a Unix tool does, at once and

@@ -97,6 +97,8 @@ def consume(consumer: KafkaConsumer, render: Callable[[ConsumerRecord], str], ou
         if not batches:
             if timeout_ms is not None and time.monotonic() - quiet_since >= timeout_ms / 1000:
                 break
+            if run.stdout_closed():  # `| head`: the reader went away while we waited
+                break
             continue
         lines, offsets = [], {}
         for partition, records in batches.items():

@@ -78,13 +78,29 @@ def test_bad_settings_name_the_variable(environ, named):
         config.load(environ, env_file=None)
 
 
-def test_producer_is_durable_and_consumer_commits_by_hand():
-    settings = load()
-    producer = config.producer_kwargs(settings, linger_ms=5)
-    assert (producer["acks"], producer["enable_idempotence"], producer["linger_ms"]) == ("all", True, 5)
-    consumer = config.consumer_kwargs(settings, group_id="other")
-    assert (consumer["group_id"], consumer["enable_auto_commit"]) == ("other", False)
-    assert "sasl_plain_password" not in consumer
+def test_connection_kwargs_are_only_where_and_how_to_connect():
+    # The settings a lesson is about (acks, idempotence, auto-commit) are written at the
+    # client's call in each script, where a learner sees them; config.py only says where.
+    assert set(config.connection_kwargs(load())) == {
+        "bootstrap_servers", "security_protocol", "bootstrap_timeout_ms"}
+
+
+def test_an_env_file_that_is_not_utf8_is_one_line(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("KAFKA_TOPIC=caf\u00e9\n", encoding="utf-16")
+    with pytest.raises(config.ConfigError, match=r"\.env is not UTF-8 text: save it as UTF-8"):
+        config.load({}, env_file=env_file)
+    env_file.write_text("KAFKA_TOPIC=caf\u00e9\n", encoding="latin-1")
+    with pytest.raises(config.ConfigError, match="not UTF-8"):
+        config.load({}, env_file=env_file)
+
+
+def test_redact_masks_a_secret_in_every_form_it_is_printed():
+    secret = config.Secret("Pl\u00e4in\\Secret-42")
+    secret.reveal()
+    for form in ["Pl\u00e4in\\Secret-42", repr("Pl\u00e4in\\Secret-42"), repr("Pl\u00e4in\\Secret-42".encode()),
+                 "b'\\x00user\\x00" + repr("Pl\u00e4in\\Secret-42".encode())[2:]]:
+        assert "Secret-42" not in config.redact(f"Send: {form} end"), form
 
 
 @pytest.mark.parametrize("name, valid", [

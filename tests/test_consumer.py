@@ -16,6 +16,7 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.fetcher import ConsumerRecord
 
+import cli
 import consumer
 import kafkatools
 import producer
@@ -58,7 +59,7 @@ def committed(bootstrap_servers: str, group: str) -> dict[TopicPartition, int]:
 # --- how a record is shown --------------------------------------------------------------
 
 def test_text_line_shows_partition_offset_key_timestamp_value():
-    line = consumer.text_line(record(key=b"alice", value=b'{\n  "type": "payment",  "amount": 5}'))
+    line = consumer.text_line(record(key=b"alice", value=b'{"type": "payment", "amount": 5}'))
     assert line == ('partition=2 offset=7 key=alice timestamp=2026-11-25T21:01:03.123Z '
                     'value={"type": "payment", "amount": 5}')
 
@@ -67,6 +68,15 @@ def test_text_line_shows_partition_offset_key_timestamp_value():
     (json.dumps(TWEET).encode(), "@ada: hello\\nworld"),
     (json.dumps({"data": {"text": "no users", "author_id": "7"}}).encode(), "7: no users"),
     (json.dumps({"data": {"id": "1"}}).encode(), '{"data": {"id": "1"}}'),
+    # A consumer shows what is stored: JSON is not parsed and written again (only a tweet is).
+    (b'{\n  "amount": 1.50,  "n": 1E2}', '{\\n  "amount": 1.50,  "n": 1E2}'),
+    (b"12345678901234567890.0", "12345678901234567890.0"),
+    (b"  42  ", "  42  "),
+    (b"-0", "-0"),
+    (b"1e400", "1e400"),
+    (b'{"a": 1, "a": 2}', '{"a": 1, "a": 2}'),
+    (b"[" * 1200 + b"]" * 1200, "[" * 1200 + "]" * 1200),  # too deep for json.loads: shown as is
+    (b'{"data"' + b"[" * 1200 + b"]" * 1200 + b"}", '{"data"' + "[" * 1200 + "]" * 1200 + "}"),
     ("naïve café ☕".encode(), "naïve café ☕"),
     (b"\xff\xfe\x00bin", "\\xff\\xfe\\x00bin"),
     (b"red \x1b[31malert\x1b[0m\r\n", "red \\x1b[31malert\\x1b[0m\\r\\n"),
@@ -78,8 +88,8 @@ def test_values_are_shown_safely_on_one_line(value, shown):
 
 
 def test_keys_and_missing_timestamps():
-    assert consumer.show_bytes(None) == "null"
-    assert consumer.show_bytes(b"sensor-1\t\xc3") == "sensor-1\\t\\xc3"
+    assert cli.show_bytes(None) == "null"
+    assert cli.show_bytes(b"sensor-1\t\xc3") == "sensor-1\\t\\xc3"
     assert consumer.format_timestamp(-1) == "null"
     assert consumer.format_timestamp(0) == "1970-01-01T00:00:00.000Z"
 
@@ -126,14 +136,14 @@ def test_max_messages_commits_exactly_after_the_last_printed_record():
     batch = {tp0: [record(offset=o) for o in (10, 11, 12)],
              tp1: [record(offset=o) for o in (20, 21, 22)]}
     fake, out = OverEagerConsumer([batch]), io.StringIO()
-    printed = consumer.run(fake, lambda r: str(r.offset), out, consumer.Stop(), max_messages=4)
+    printed = consumer.consume(fake, lambda r: str(r.offset), out, cli.Run(consumer.PROG), max_messages=4)
     assert printed == 4 and out.getvalue().split() == ["10", "11", "12", "20"]
     assert fake.commits == [{0: 13, 1: 21}]  # the next offset to read, per partition
 
 
 def test_without_a_group_to_keep_nothing_is_committed():
     fake = OverEagerConsumer([{TopicPartition("sample", 0): [record(offset=0)]}])
-    consumer.run(fake, str, io.StringIO(), consumer.Stop(), max_messages=1, commit=False)
+    consumer.consume(fake, str, io.StringIO(), cli.Run(consumer.PROG), max_messages=1, commit=False)
     assert fake.commits == []
 
 
@@ -149,8 +159,9 @@ def test_choose_group():
 
 @pytest.mark.parametrize("args, message", [
     (["--format", "xml"], "invalid choice: 'xml'"),
-    (["--max-messages", "0"], "--max-messages: must be a whole number above 0, not 0"),
-    (["--timeout-ms", "-5"], "--timeout-ms: must be a whole number above 0, not -5"),
+    (["--max-messages", "0"], "--max-messages: must be a whole number of 1 or more, not 0"),
+    (["--timeout-ms", "-5"], "--timeout-ms: must be a whole number of 1 or more, not -5"),
+    (["--max-messages", "\u0661"], "--max-messages: must be a whole number"),  # not ASCII
     (["--password", "x"], "unrecognized arguments: --password"),  # secrets: .env only
 ])
 def test_bad_flags_are_usage_errors(capsys, args, message):
@@ -199,6 +210,8 @@ def test_example_events_show_as_readable_lines(bootstrap_servers, topic, capsys)
     status, out, _ = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
                               "--from-beginning", "--max-messages", "6")
     assert status == 0
+    records = kafkatools.read_all(bootstrap_servers, topic, expected=6)
+    assert [TEXT_LINE.fullmatch(line)[5] for line in out] == [r.value.decode() for r in records]  # as stored
     shown = [TEXT_LINE.fullmatch(line).groups() for line in out]
     assert [f"delivered partition={p} offset={o} key={k}" for p, o, k, _, _ in shown] == deliveries
     records = kafkatools.read_all(bootstrap_servers, topic, expected=6)
@@ -283,3 +296,60 @@ def test_a_signal_closes_cleanly_and_keeps_the_groups_place(bootstrap_servers, t
     status, out, _ = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
                               "--group", group, "--max-messages", "1")
     assert status == 0 and TEXT_LINE.fullmatch(out[0]).group(2, 5) == ("5", "after")
+
+
+@given(key=st.none() | st.binary(), value=st.none() | st.binary() | st.text().map(str.encode),
+       headers=st.lists(st.tuples(st.text(), st.none() | st.binary()), max_size=3),
+       topic=st.from_regex(r"[a-zA-Z0-9._-]{1,20}", fullmatch=True),
+       offset=st.integers(0, 2**63 - 1), timestamp=st.integers(-1, 2**50))
+def test_json_line_is_exactly_what_json_dumps_makes(key, value, headers, topic, offset, timestamp):
+    shown = ConsumerRecord(topic, 3, 0, offset, timestamp, 0, key, value, headers, None, -1, -1, -1)
+    assert consumer.json_line(shown) == json.dumps({
+        "topic": topic, "partition": 3, "offset": offset, "timestamp": timestamp,
+        "key": consumer.json_bytes(key), "value": consumer.json_bytes(value),
+        "headers": [[name, consumer.json_bytes(data)] for name, data in headers]})
+
+
+@pytest.mark.broker
+def test_a_poison_record_is_shown_and_the_group_moves_on(bootstrap_servers, topic, capsys):
+    deep = b"[" * 1200 + b"]" * 1200  # json.loads() raises RecursionError on it
+    tweet_like = b'{"data": ' + deep + b"}"
+    send(bootstrap_servers, topic, {"value": b"before"}, {"value": deep}, {"value": tweet_like},
+         {"value": b"after"})
+    group = kafkatools.unique_topic("group")
+    common = ("--bootstrap-server", bootstrap_servers, "--topic", topic, "--group", group)
+    status, out, err = run_main(capsys, *common, "--max-messages", "4")
+    assert status == 0, err
+    assert [TEXT_LINE.fullmatch(line)[5] for line in out] == [
+        "before", deep.decode(), tweet_like.decode(), "after"]
+    status, out, err = run_main(capsys, *common, "--timeout-ms", "500")
+    assert (status, out) == (0, [])  # committed past it: the group is not stuck
+
+
+@pytest.mark.broker
+def test_waiting_for_a_topic_does_not_create_it(bootstrap_servers, capsys):
+    topic = kafkatools.unique_topic("not-yet")
+    status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
+                                "--timeout-ms", "1500")
+    assert (status, out) == (0, [])
+    assert err.splitlines() == [
+        f"topic '{topic}' does not exist (yet): waiting for it; python producer.py creates it",
+        "Processed a total of 0 messages"]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        assert topic not in admin.list_topics()
+    finally:
+        admin.close()
+
+
+@pytest.mark.broker
+def test_a_reader_that_goes_away_ends_it_quietly(bootstrap_servers, topic):
+    send(bootstrap_servers, topic, *({"value": b"%d" % i} for i in range(50)))
+    result = subprocess.run(
+        f"set -o pipefail; {sys.executable} consumer.py --topic {topic} --from-beginning | head -2",
+        shell=True,
+        cwd=ROOT, env=script_env(bootstrap_servers), capture_output=True, text=True, timeout=60,
+        executable="/bin/bash")
+    assert [TEXT_LINE.fullmatch(line)[5] for line in result.stdout.splitlines()] == ["0", "1"]
+    assert result.returncode == 141  # pipefail: consumer.py's status, 128 + SIGPIPE as a C tool's
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr

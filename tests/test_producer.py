@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import re
+import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -15,11 +17,18 @@ from kafka.admin import KafkaAdminClient
 from kafka.future import Future
 
 import kafkatools
+import cli
 import producer
 from scripts import ROOT, start_script, closed_port, script_env
 
 DELIVERED = re.compile(r"delivered partition=(\d+) offset=(\d+) key=(.*)")
-SUMMARY = re.compile(r"sent (\d+), acknowledged (\d+), failed (\d+) in [\d.]+ s \([\d.]+ events/s\)")
+SUMMARY = re.compile(r"sent (\d+), acknowledged (\d+), failed (\d+)(?:, not sent (\d+))? in [\d.]+ s \([\d.]+ events/s\)(?:; (\d+) not acknowledged: may or may not be in the topic)?")
+
+
+def summary(err: str | list[str]) -> tuple[int, ...]:
+    """(sent, acknowledged, failed, not sent, not acknowledged) from the summary: the last line on stderr."""
+    lines = err.splitlines() if isinstance(err, str) else err
+    return tuple(int(n or 0) for n in SUMMARY.fullmatch(lines[-1]).groups())
 
 
 def run_main(capsys, *args: str) -> tuple[int, list[str], str]:
@@ -39,7 +48,7 @@ def use_stdin(monkeypatch, data: bytes) -> None:
 # --- pure helpers -----------------------------------------------------------------------
 
 def test_example_events_cycle_kinds_and_keep_a_key_per_user_or_sensor():
-    now = datetime(2026, 11, 25, 20, 41, 3, 123000, tzinfo=timezone.utc)
+    now = "2026-11-25T20:41:03.123Z"
     events = [producer.example_event(number, now, f"id-{number}") for number in range(6)]
     assert [key for key, _ in events] == ["alice", "alice", "sensor-1", "bob", "bob", "sensor-2"]
     assert [event["type"] for _, event in events] == ["payment", "click", "temperature"] * 2
@@ -73,57 +82,56 @@ def test_parse_line_without_the_separator_is_an_error():
         producer.parse_line(b"just a value\n", b":")
 
 
-def test_stdin_messages_skip_empty_lines_and_number_by_line():
+def test_stdin_messages_skip_empty_lines_number_by_line_and_report_the_rejected():
     stream = io.BytesIO(b"a:1\n\n\r\nb:2\nnothing\nc:3")
-    items = list(producer.stdin_messages(stream, b":"))
+    err = io.StringIO()
+    report = producer.Report(cli.Run("producer.py"), err=err)
+    items = list(producer.stdin_messages(stream, b":", cli.Run("producer.py"), report))
     assert items == [
         producer.Message("line 1", b"a", b"1"),
         producer.Message("line 4", b"b", b"2"),
-        producer.Rejected("line 5", "no key separator ':' in it"),
         producer.Message("line 6", b"c", b"3"),
     ]
+    assert report.rejected == 1 and report.deliveries.sent == 0  # never sent, so not counted as sent
+    assert err.getvalue() == "producer.py: error: line 5 not sent: no key separator ':' in it\n"
 
 
-def test_show_escapes_what_would_break_the_line():
-    assert producer.show(None) == "null"
-    assert producer.show("café".encode()) == "café"
-    assert producer.show(b"a\nb\x1b[31m\xff") == "a\\nb\\x1b[31m\\xff"
+def test_summary_says_what_was_not_sent_and_what_is_unanswered():
+    report = producer.Report(cli.Run("producer.py"), err=io.StringIO())
+    report.started -= 0.5
+    for _ in range(3):
+        report.deliveries.track(Future())
+    report.deliveries.acked = 2
+    report.not_sent("line 4", "no key separator")
+    assert summary(report.summary()) == (3, 2, 0, 1, 1)
+    assert not report.all_acknowledged
 
 
-def test_pause_before_keeps_the_rate():
-    assert producer.pause_before(5, None, started=100.0, now=100.0) == 0.0
-    assert producer.pause_before(5, 10.0, started=100.0, now=100.2) == pytest.approx(0.3)
-    assert producer.pause_before(5, 10.0, started=100.0, now=101.0) == 0.0  # behind: no wait
-
-
-def test_summary():
-    assert producer.summary(6, 6, 0, 0.5) == "sent 6, acknowledged 6, failed 0 in 0.50 s (12.0 events/s)"
-    assert producer.summary(5, 3, 1, 1.0).endswith("; 1 not acknowledged: may or may not be in the topic")
-
-
-def test_deliveries_count_the_brokers_answers():
+def test_report_counts_and_prints_the_brokers_answers():
     out, err = io.StringIO(), io.StringIO()
-    deliveries = producer.Deliveries(out, err)
+    report = producer.Report(cli.Run("producer.py"), out=out, err=err)
     acked, failed = Future(), Future()
-    deliveries.track(acked, producer.Message("event 1", b"alice", b"{}"))
-    deliveries.track(failed, producer.Message("event 2", None, b"x" * 2000))
-    deliveries.reject("line 3", "no key separator ':' in it")
-    assert (deliveries.sent, deliveries.pending) == (3, 2)
+    report.deliveries.track(acked, producer.Message("event 1", b"alice", b"{}"))
+    report.deliveries.track(failed, producer.Message("event 2", None, b"x" * 2000))
+    assert (report.deliveries.sent, report.deliveries.pending) == (2, 2)
     acked.success(type("Metadata", (), {"partition": 2, "offset": 41})())
     failed.failure(producer.MessageSizeTooLargeError())
-    assert deliveries.wait(timeout_s=0)
-    assert (deliveries.acked, deliveries.failed) == (1, 2)
+    assert (report.deliveries.acked, report.deliveries.failed, report.deliveries.pending) == (1, 1, 0)
     assert out.getvalue() == "delivered partition=2 offset=41 key=alice\n"
-    assert "event 2 (key=null, 2,000 bytes) not delivered: the broker refused it" in err.getvalue()
-    assert "line 3 not sent: no key separator" in err.getvalue()
+    assert "producer.py: error: event 2 (key=null, 2,000 bytes) not delivered: the broker refused it" \
+        in err.getvalue()
 
 
 # --- command line -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
-    (["--count", "-1"], "--count: must be 0 or more, not -1"),
-    (["--count", "many"], "--count: must be 0 or more"),
+    (["--count", "-1"], "--count: must be a whole number of 0 or more, not -1"),
+    (["--count", "many"], "--count: must be a whole number of 0 or more"),
+    (["--count", "\u0661\u0662"], "--count: must be a whole number"),  # Arabic-Indic digits: not ASCII
     (["--rate", "0"], "--rate: must be a number above 0"),
+    (["--rate", "nan"], "--rate: must be a number above 0, not nan"),
+    (["--rate", "inf"], "--rate: must be a number above 0, not inf"),
+    (["--rate", "1e-11"], "--rate: must be at least"),
     (["--stdin", "--count", "3"], "--count applies to the example events"),
     (["--key-separator", ":"], "--key-separator needs --stdin"),
     (["--topic", "no/slashes"], "not a valid topic name"),
@@ -139,7 +147,7 @@ def test_bad_environment_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.delenv("KAFKA_SASL_PASSWORD", raising=False)
     assert producer.main([]) == 2
-    assert capsys.readouterr().err.startswith("error: KAFKA_SECURITY_PROTOCOL=SASL_SSL needs")
+    assert capsys.readouterr().err.startswith("producer.py: error: KAFKA_SECURITY_PROTOCOL=SASL_SSL needs")
 
 
 def test_help_runs_as_a_script():
@@ -152,12 +160,26 @@ def test_help_runs_as_a_script():
 # --- against the real broker ------------------------------------------------------------
 
 @pytest.mark.broker
+def test_the_producer_is_made_durable_at_its_call(bootstrap_servers, topic, capsys, monkeypatch):
+    made = []
+
+    class RecordingProducer(producer.KafkaProducer):  # the real one, noting how it was made
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(producer, "KafkaProducer", RecordingProducer)
+    assert run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic)[0] == 0
+    assert made[0]["acks"] == "all" and made[0]["enable_idempotence"] is True
+
+
+@pytest.mark.broker
 def test_every_example_event_is_acknowledged_and_really_in_the_topic(bootstrap_servers, make_topic, capsys):
     topic = make_topic(partitions=3)
     status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
                                 "--count", "12")
     assert status == 0, err
-    assert SUMMARY.fullmatch(out[-1]).groups() == ("12", "12", "0")
+    assert summary(err) == (12, 12, 0, 0, 0)
     records = kafkatools.read_all(bootstrap_servers, topic, expected=12)
     assert delivered(out) == {(r.partition, r.offset, r.key.decode()) for r in records}
     partition_of = {}
@@ -174,7 +196,7 @@ def test_a_missing_topic_is_created_and_said_so(bootstrap_servers, capsys):
     status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
                                 "--count", "1")
     assert status == 0
-    assert err.strip() == f"created topic '{topic}' with 3 partitions"
+    assert err.splitlines()[0] == f"created topic '{topic}' with 3 partitions"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
         assert len(admin.describe_topics([topic])[0]["partitions"]) == 3
@@ -188,8 +210,8 @@ def test_stdin_lines_go_out_byte_for_byte(bootstrap_servers, topic, capsys, monk
     status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
                                 "--stdin", "--key-separator", ":")
     assert status == 1  # one line was not sent
-    assert err.strip() == "error: line 5 not sent: no key separator ':' in it"
-    assert SUMMARY.fullmatch(out[-1]).groups() == ("5", "4", "1")
+    assert err.splitlines()[0] == "producer.py: error: line 5 not sent: no key separator ':' in it"
+    assert summary(err) == (4, 4, 0, 1, 0)  # the rejected line was never sent
     records = kafkatools.read_all(bootstrap_servers, topic, expected=4)
     assert [(r.key, r.value) for r in records] == [
         (b"alice", b"hello"), (b"bob", "café".encode()), (b"\xff\xfe", b"bin\xff"), (b"carol", b"last")]
@@ -202,8 +224,9 @@ def test_a_message_over_1_mib_is_reported_and_the_others_are_delivered(bootstrap
     status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
                                 "--stdin")
     assert status == 1
-    assert err.strip() == f"error: line 2 (2,097,152 bytes) not sent: too large ({producer.SIZE_LIMITS})"
-    assert SUMMARY.fullmatch(out[-1]).groups() == ("3", "2", "1")
+    assert err.splitlines()[0] == \
+        f"producer.py: error: line 2 (2,097,152 bytes) not sent: too large ({producer.SIZE_LIMITS})"
+    assert summary(err) == (2, 2, 0, 1, 0)
     records = kafkatools.read_all(bootstrap_servers, topic, expected=2)
     assert [r.value for r in records] == [b"small-1", b"small-2"]
 
@@ -223,8 +246,8 @@ def test_a_message_the_topic_refuses_is_reported_and_nothing_hangs(bootstrap_ser
     status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
                                 "--stdin")
     assert status == 1
-    assert "error: line 2 (key=null, 5,000 bytes) not delivered: the broker refused it" in err
-    sent, acked, failed = map(int, SUMMARY.fullmatch(out[-1]).groups())
+    assert "producer.py: error: line 2 (key=null, 5,000 bytes) not delivered: the broker refused it" in err
+    sent, acked, failed, _, _ = summary(err)
     assert sent == 3 and acked + failed == 3 and failed >= 1
     records = kafkatools.read_all(bootstrap_servers, topic, expected=acked, timeout_s=5)
     assert len(records) == acked and b"y" * 5000 not in [r.value for r in records]
@@ -238,8 +261,8 @@ def test_a_signal_stops_sending_and_loses_no_acknowledged_event(bootstrap_server
     script.wait_for_stdout(5)
     script.process.send_signal(signum)
     assert script.finish() == status, script.stderr
-    sent, acked, failed = map(int, SUMMARY.fullmatch(script.stdout[-1]).groups())
-    assert sent == acked >= 5 and failed == 0
+    sent, acked, failed, not_sent, unanswered = summary(script.stderr)
+    assert sent == acked >= 5 and failed == not_sent == unanswered == 0
     records = kafkatools.read_all(bootstrap_servers, topic, expected=acked)
     # Every acknowledged event is there, exactly once (idempotence: no duplicate from a retry).
     assert delivered(script.stdout) == {(r.partition, r.offset, r.key.decode()) for r in records}
@@ -255,7 +278,7 @@ def test_ctrl_c_while_waiting_for_stdin(bootstrap_servers, topic):
     script.wait_for_stdout(2)
     script.process.send_signal(signal.SIGINT)  # it is blocked reading the next line
     assert script.finish() == 130
-    assert SUMMARY.fullmatch(script.stdout[-1]).groups() == ("2", "2", "0")
+    assert summary(script.stderr) == (2, 2, 0, 0, 0)
     script.process.stdin.close()
 
 
@@ -266,7 +289,88 @@ def test_an_unreachable_broker_is_one_line_and_exit_1(tmp_path):
     scripts = [start_script(name, env=env) for name in ("producer.py", "consumer.py")]
     for script in scripts:
         assert script.finish(timeout_s=15) == 1  # the issue asks for "within 15 s"
+        name = script.process.args[1]
         assert script.stderr == [
-            f"error: cannot reach Kafka at {address} (KafkaTimeoutError: Unable to bootstrap "
-            f"from ['{address}']); is Kafka running? start one with: make kafka"]
+            f"waiting for Kafka at {address} (at most 10 s) ...",  # so that it does not look like a hang
+            f"{name}: error: cannot reach Kafka at {address} (KafkaTimeoutError: Unable to "
+            f"bootstrap from ['{address}']); is Kafka running? start one with: make kafka"]
         assert script.stdout == []
+
+
+def test_internal_topics_and_a_closed_stdin_are_usage_errors(capsys):
+    assert producer.main(["--bootstrap-server", f"127.0.0.1:{closed_port()}",
+                          "--topic", "__consumer_offsets"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "producer.py: error: '__consumer_offsets' is one of Kafka's internal topics: "
+        "producer.py does not write there")
+    result = subprocess.run(f"{sys.executable} producer.py --stdin <&-", shell=True, cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == "producer.py: error: --stdin: standard input is closed"
+
+
+@pytest.mark.broker
+def test_a_reader_that_goes_away_stops_it_at_once_still_counting(bootstrap_servers, topic):
+    result = subprocess.run(
+        f"set -o pipefail; {sys.executable} producer.py --topic {topic} --count 1000 | head -1",
+        shell=True, executable="/bin/bash", cwd=ROOT, env=script_env(bootstrap_servers),
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 141, result.stderr  # 128 + SIGPIPE, as a C tool reports it
+    assert DELIVERED.fullmatch(result.stdout.strip())
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    sent, acked, failed, _, unanswered = summary(result.stderr)
+    assert sent == acked + unanswered and failed == 0
+    assert len(kafkatools.read_all(bootstrap_servers, topic, expected=acked)) >= acked
+
+
+@pytest.mark.broker
+def test_a_line_read_before_ctrl_c_is_still_sent(bootstrap_servers, topic):
+    # One line per 5 s: the second line has been read and waits for its turn when Ctrl-C comes.
+    script = start_script("producer.py", "--topic", topic, "--stdin", "--rate", "0.2",
+                          env=script_env(bootstrap_servers), stdin=subprocess.PIPE)
+    script.process.stdin.write("first\nsecond\n")
+    script.process.stdin.flush()
+    script.wait_for_stdout(1)
+    script.process.send_signal(signal.SIGINT)
+    assert script.finish() == 130
+    assert summary(script.stderr) == (2, 2, 0, 0, 0)
+    assert [r.value for r in kafkatools.read_all(bootstrap_servers, topic, expected=2)] == \
+        [b"first", b"second"]
+    script.process.stdin.close()
+
+
+@pytest.mark.broker
+def test_sigterm_while_the_broker_does_not_answer_waits_at_most_10_s(tmp_path):
+    from broker import cluster
+
+    kafka = cluster.start(data_dir=tmp_path / "kafka", port=cluster.free_port())
+    pid = kafka.nodes[0].pid
+    try:
+        topic = kafkatools.create_topic(kafka.bootstrap, kafkatools.unique_topic())
+        script = start_script("producer.py", "--topic", topic, "--count", "0", "--rate", "200",
+                              env=script_env(kafka.bootstrap))
+        script.wait_for_stdout(5)
+        os.kill(pid, signal.SIGSTOP)  # the broker stops answering, its connections stay open
+        try:
+            # Frozen: no acknowledgement for 0.5 s, while events go on being sent at 200/s.
+            seen = [len(script.stdout), time.monotonic()]
+
+            def frozen() -> bool:
+                if len(script.stdout) != seen[0]:
+                    seen[:] = [len(script.stdout), time.monotonic()]
+                return time.monotonic() - seen[1] >= 0.5
+
+            kafkatools.wait_for(frozen, 10, what="the broker to stop answering")
+            script.process.send_signal(signal.SIGTERM)
+            began = time.monotonic()
+            assert script.finish(timeout_s=20) == 143
+            took = time.monotonic() - began
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert took < 13, took
+        assert any(line.startswith("waiting up to 10 s for Kafka to acknowledge") for line in script.stderr)
+        sent, acked, failed, _, unanswered = summary(script.stderr)
+        assert unanswered > 0 and sent == acked + failed + unanswered
+        assert not any("Traceback" in line or "Exception ignored" in line for line in script.stderr)
+    finally:
+        cluster.stop(data_dir=tmp_path / "kafka")
