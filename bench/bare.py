@@ -1,8 +1,8 @@
 """The references the scripts are measured against: bare kafka-python loops.
 
 Each does the least a kafka-python program can do for the job, with the same client settings
-the scripts use (config.producer_kwargs / config.consumer_kwargs: acks=all, idempotence, a
-consumer group with manual commits), so "script / bare" is the cost of our own code:
+the scripts write at their clients' calls (acks=all, idempotence, a consumer group with
+manual commits), so "script / bare" is the cost of our own code:
 
     $ python bench/bare.py produce --bootstrap-server 127.0.0.1:9092 --topic t --count 200000 \\
           --input bench/out/events.tsv
@@ -55,7 +55,8 @@ def produce(bootstrap: str, topic: str, count: int, records: list[tuple[bytes, b
             rate: float | None = None, **tuning) -> int:
     """Send ``count`` records (cycling through ``records``); return how many failed."""
     settings = config.load().override(bootstrap_servers=bootstrap)
-    producer = KafkaProducer(**config.producer_kwargs(settings, **tuning))
+    producer = KafkaProducer(**config.connection_kwargs(settings), acks="all", enable_idempotence=True,
+                             **tuning)
     began = time.perf_counter()
     futures = []
     try:
@@ -79,7 +80,8 @@ def produce(bootstrap: str, topic: str, count: int, records: list[tuple[bytes, b
 def consume(bootstrap: str, topic: str, count: int, group: str) -> int:
     """Poll ``topic`` from the beginning until ``count`` records arrived; return how many did."""
     settings = config.load().override(bootstrap_servers=bootstrap, group_id=group)
-    consumer = KafkaConsumer(topic, **config.consumer_kwargs(settings, auto_offset_reset="earliest"))
+    consumer = KafkaConsumer(topic, **config.connection_kwargs(settings), group_id=settings.group_id,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
     began = last_seen = time.perf_counter()
     received = 0
     try:

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 import kafkatools
+import cli
 import producer
 from broker import cluster
 from scripts import ROOT, load_script
@@ -271,8 +272,11 @@ def test_a_wrong_password_is_one_line_and_never_shown(sasl_kafka, name):
     process = script(name, *args, bootstrap=sasl_kafka.cluster.sasl_bootstrap, env=sasl_env(wrong))
     out, err = process.communicate(timeout=SCRIPT_TIMEOUT_S)
     assert process.returncode == 1
-    assert out == "" and len(err.splitlines()) == 1, err
-    assert "SASL" in err and SASL_USER in err and "KAFKA_SASL_PASSWORD" in err
+    # While it waits, one line says so; then one line says why it gave up.
+    waiting, error = err.splitlines()
+    assert out == "" and waiting.startswith("waiting for Kafka at "), err
+    assert error.startswith(f"{name}: error: ") and "SASL" in error and SASL_USER in error
+    assert "KAFKA_SASL_PASSWORD" in error
     assert wrong not in err and "Traceback" not in err
 
 
@@ -301,16 +305,15 @@ def test_the_stream_line_parser_never_crashes(line):
 @hypothesis_settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300), st.one_of(st.none(), st.binary(min_size=1, max_size=3)))
 def test_the_stdin_key_value_parser_never_crashes(data, separator):
-    lines = list(producer.stdin_messages(io.BytesIO(data), separator))
+    report = producer.Report(cli.Run("producer.py"), out=io.StringIO(), err=io.StringIO())
+    lines = list(producer.stdin_messages(io.BytesIO(data), separator, cli.Run("producer.py"), report))
     for item in lines:
-        if isinstance(item, producer.Message):
-            assert item.value is not None and b"\n" not in item.value
-            if separator is None:
-                assert item.key is None
-        else:
-            assert isinstance(item, producer.Rejected) and separator is not None
+        assert item.value is not None and b"\n" not in item.value
+        if separator is None:
+            assert item.key is None
+    assert report.rejected == 0 or separator is not None
     # Nothing accepted is lost: every line with content is either sent or reported.
-    assert len(lines) == sum(1 for line in data.split(b"\n") if line.strip(b"\r"))
+    assert len(lines) + report.rejected == sum(1 for line in data.split(b"\n") if line.strip(b"\r"))
 
 
 # --- 6. bad input: a clear line and exit 2, never a traceback -------------------------------

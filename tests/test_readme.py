@@ -11,6 +11,9 @@ How the README marks what runs:
   terminal's echo of Ctrl-C) goes, and the test's topic and group read as `sample` and
   `tutorial`. A line `...` stands for lines left out. Any other fence (```console, ```json,
   ```dotenv, ```mermaid, a ```text block after prose) is shown only.
+- A ```python block is run the same way, as `python -` with the block on stdin, after two
+  replacements that point it at the test broker: 127.0.0.1:9092 becomes the test broker's
+  address, and the topic "greetings" a fresh topic.
 - An HTML comment on the line before a ```bash block changes how it runs:
     <!-- readme-test: skip (reason) -->           not run; the reason is required
     <!-- readme-test: exit N -->                  must exit with N instead of 0
@@ -41,6 +44,8 @@ DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")  # 7, 0.43, 2,411, and so 127.0.0.1 too
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 INTERRUPTED = 130
+RUNNABLE = ("bash", "python")
+PYTHON_BROKER, PYTHON_TOPIC = "127.0.0.1:9092", '"greetings"'
 
 
 @dataclass
@@ -69,11 +74,14 @@ def blocks(text: str) -> list[Block]:
     found: list[Block] = []
     previous = None  # (language, index of the closing fence) of the block before
     for language, start, body in fences(lines):
-        if language == "bash":
+        if language in RUNNABLE:
             before = next((line for line in reversed(lines[:start]) if line.strip()), "")
             directive = DIRECTIVE.fullmatch(before.strip())
-            found.append(Block(start + 1, "\n".join(body), directive and directive[1], None))
-        elif language == "text" and previous and previous[0] == "bash" \
+            code = "\n".join(body)
+            if language == "python":
+                code = f"python - <<'PY'\n{code}\nPY"
+            found.append(Block(start + 1, code, directive and directive[1], None))
+        elif language == "text" and previous and previous[0] in RUNNABLE \
                 and not "".join(lines[previous[1] + 1:start]).strip():
             found[-1].output = body
         previous = (language, start + len(body) + 1)
@@ -100,11 +108,13 @@ def test_blocks_and_directives_are_found():
         "```bash", "python producer.py", "```", "", "```text", "sent 1", "```",
         "prose", "```text", "not output", "```",
         "<!-- readme-test: exit 2 -->", "```bash", "python producer.py --count -1", "```",
+        "```python", "print(1)", "```", "```text", "1", "```",
     ])
     assert blocks(text) == [
         Block(2, "make kafka", "skip (no)", ["started"]),
         Block(10, "python producer.py", None, ["sent 1"]),
         Block(22, "python producer.py --count -1", "exit 2", None),
+        Block(25, "python - <<'PY'\nprint(1)\nPY", None, ["1"]),
     ]
 
 
@@ -130,8 +140,12 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers):
                TWITTER_BEARER_TOKEN="", PYTHONUNBUFFERED="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     names = {topic: "sample", group: "tutorial"}
+    greetings = kafkatools.unique_topic("greetings")
     ran = 0
     for block in blocks(README.read_text()):
+        if block.code.startswith("python - <<'PY'"):
+            block.code = block.code.replace(PYTHON_BROKER, bootstrap_servers).replace(
+                PYTHON_TOPIC, f'"{greetings}"')
         where = f"README.md line {block.line}: {block.code!r}"
         directive = block.directive or ""
         if directive.startswith("skip"):
