@@ -141,7 +141,8 @@ class Run:
             self.error(config.unreachable_message(self.settings, error))
             return EXIT_ERROR
         if isinstance(error, KafkaError):
-            self.error(f"{type(error).__name__}: {error}")
+            name, text = type(error).__name__, str(error)  # kafka-python's str() may name it already
+            self.error(text if text.startswith(name) else f"{name}: {text}")
             return EXIT_ERROR
         return None  # a bug: let the traceback show
 
