@@ -1,4 +1,4 @@
-"""The benchmark cases of issue 6, each a function of a Context that returns table rows.
+"""The benchmark cases, each a function of a Context that returns table rows.
 
 Every case runs the real scripts as subprocesses (the same command a learner types), times
 the whole command with a monotonic clock, and checks in Kafka that the work was really done
@@ -35,7 +35,7 @@ TWITTER_STREAM = ROOT / "twitter-stream.py"
 BARE_PY = ROOT / "bench" / "bare.py"
 REPLAY_FILE = ROOT / "data" / "sample-stream.jsonl"
 
-# What the issue asks for (BENCH_SCALE multiplies the counts and the latency run's duration).
+# The reference sizes (BENCH_SCALE multiplies the counts and the latency run's duration).
 PRODUCE_EVENTS = 200_000
 CONSUME_EVENTS = 200_000
 LATENCY_RATE = 1_000  # events/s

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"runs of each command; figures are their median, min and max (default {DEFAULT_RUNS})")
     parser.add_argument("--scale", type=float, default=None,
                         help="multiply the counts and the latency run's duration (env BENCH_SCALE, default 1: "
-                             "what issue 6 asks for)")
+                             "the reference sizes)")
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: --scale {QUICK_SCALE}")
     parser.add_argument("--only", metavar="CASE[,CASE]",
                         help=f"run only these cases ({', '.join(cases.CASES)}); default all")
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.pure_python_crc:
         ctx.env = cases.pure_crc_env(ctx)
     if options.runs < DEFAULT_RUNS:
-        ctx.note(f"Only {options.runs} run(s) per figure: fewer than the {DEFAULT_RUNS} the issue asks for.")
+        ctx.note(f"Only {options.runs} run(s) per figure: fewer than the {DEFAULT_RUNS} of a reference run.")
     started, began = report.now_utc(), time.monotonic()
     rows: dict[str, list[report.Row]] = {}
     loads: list[tuple[str, float]] = []  # the 1-minute load average as each case began

@@ -200,7 +200,7 @@ def render(rows: list[Row], machine: list[tuple[str, str]], notes: list[str], *,
     machine_lines = "\n".join(f"| {name} | {value} |" for name, value in machine)
     load_text = ", ".join(f"{name} {load:.2f}" for name, load in loads)
     scale_text = "" if scale == 1 else (f"\n**Scaled run (BENCH_SCALE={scale:g})**: counts and durations are "
-                                        f"{scale:g}× those the issue asks for; not the reference figures.\n")
+                                        f"{scale:g}× the reference sizes; not the reference figures.\n")
     note_lines = "\n".join(f"- {note}" for note in notes)
     return f"""# Benchmark results
 
