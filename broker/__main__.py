@@ -132,7 +132,7 @@ def _start(args: argparse.Namespace) -> int:
         return EXIT_OK
     if already is None and args.reuse and cluster.kafka_answers(args.port):
         print(f"using the Kafka that already answers at {cluster.HOST}:{args.port} "
-              f"(not started from {args.data_dir})")
+              f"(started elsewhere, not from {args.data_dir})")
         return EXIT_OK
     began = time.monotonic()
     started = cluster.start(args.data_dir, port=args.port, nodes=args.nodes, heap=args.heap,

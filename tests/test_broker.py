@@ -251,7 +251,7 @@ def test_reuse_takes_a_kafka_that_already_answers(bootstrap_servers, tmp_path):
     reused = broker_cli("start", "--reuse", "--port", port, "--data-dir", str(tmp_path))
     assert reused.returncode == 0, reused.stderr
     assert reused.stdout == (f"using the Kafka that already answers at 127.0.0.1:{port} "
-                             f"(not started from {tmp_path})\n")
+                             f"(started elsewhere, not from {tmp_path})\n")
     assert java_processes_for(tmp_path) == []
     refused = broker_cli("start", "--port", port, "--data-dir", str(tmp_path))
     assert refused.returncode == 1 and "already in use" in refused.stderr
