@@ -16,6 +16,14 @@ How the README marks what runs:
     <!-- readme-test: exit N -->                  must exit with N instead of 0
     <!-- readme-test: interrupt after N lines --> one command: after N lines on stdout it
                                                   gets SIGINT (Ctrl-C) and must exit with 130
+    <!-- readme-test: own kafka -->               runs against a Kafka of the test's own, not
+                                                  the shared one: KAFKA_PORT and KAFKA_DATA_DIR
+                                                  (read by `python -m broker` and the Makefile)
+                                                  name a free port and a temporary data dir,
+                                                  KAFKA_BOOTSTRAP_SERVERS its first node, and
+                                                  that data dir reads as `.kafka` in the output.
+                                                  The blocks start and stop it themselves
+                                                  (`make kafka NODES=3` ...); the test wipes it.
 - The README's commands name no topic or group: the test sets KAFKA_TOPIC and KAFKA_GROUP_ID
   to fresh names, and TWITTER_BEARER_TOKEN to nothing (no real X account is ever used).
 """
@@ -34,6 +42,7 @@ from pathlib import Path
 import pytest
 
 import kafkatools
+from broker import cluster
 from scripts import ROOT, Process
 
 README = ROOT / "README.md"
@@ -41,6 +50,7 @@ DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")  # 7, 0.43, 2,411, and so 127.0.0.1 too
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 INTERRUPTED = 130
+OWN_NODES_MAX = 3  # the "own kafka" blocks start at most this many nodes (two ports each)
 
 
 @dataclass
@@ -121,7 +131,7 @@ def test_masking_keeps_the_words_and_drops_what_varies():
 
 
 @pytest.mark.broker
-def test_the_readme_commands_work_as_shown(bootstrap_servers):
+def test_the_readme_commands_work_as_shown(bootstrap_servers, tmp_path):
     topic, group = kafkatools.unique_topic("readme"), kafkatools.unique_topic("readme-group")
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("KAFKA_", "TWITTER_"))}
@@ -129,7 +139,18 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers):
                KAFKA_GROUP_ID=group, KAFKA_SECURITY_PROTOCOL="PLAINTEXT",
                TWITTER_BEARER_TOKEN="", PYTHONUNBUFFERED="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    names = {topic: "sample", group: "tutorial"}
+    own_data_dir, own_port = tmp_path / "own-kafka", cluster.free_port(span=2 * OWN_NODES_MAX)
+    own_env = dict(env, KAFKA_PORT=str(own_port), KAFKA_DATA_DIR=str(own_data_dir),
+                   KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{own_port}")
+    names = {topic: "sample", group: "tutorial", str(own_data_dir): ".kafka"}
+    try:
+        ran = run_blocks(env, own_env, names)
+    finally:
+        cluster.stop(own_data_dir, wipe=True)
+    assert ran >= 8, "the README's tutorial commands were not found"
+
+
+def run_blocks(env: dict[str, str], own_env: dict[str, str], names: dict[str, str]) -> int:
     ran = 0
     for block in blocks(README.read_text()):
         where = f"README.md line {block.line}: {block.code!r}"
@@ -137,8 +158,11 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers):
         if directive.startswith("skip"):
             assert re.fullmatch(r"skip \(.+\)", directive), f"{where}: say why it is skipped"
             continue
+        block_env = env
+        if directive == "own kafka":
+            block_env, directive = own_env, ""
         if match := re.fullmatch(r"interrupt after (\d+) lines?", directive):
-            process = Process(["bash", "-c", f"exec {block.code.strip()}"], env=env)
+            process = Process(["bash", "-c", f"exec {block.code.strip()}"], env=block_env)
             process.wait_for_stdout(int(match[1]), timeout_s=60)
             process.process.send_signal(signal.SIGINT)
             status, expected = process.finish(timeout_s=60), INTERRUPTED
@@ -147,7 +171,7 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers):
             match = re.fullmatch(r"exit (\d+)", directive)
             assert match or not directive, f"{where}: unknown directive {directive!r}"
             result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=ROOT,
-                                    env=env, capture_output=True, text=True, timeout=120)
+                                    env=block_env, capture_output=True, text=True, timeout=120)
             status, expected = result.returncode, int(match[1]) if match else 0
             printed = (result.stdout + result.stderr).splitlines()
         assert status == expected, f"{where}: exit status {status}, not {expected}:\n" + \
@@ -156,4 +180,4 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers):
         assert not missing, f"{where}: did not print (masked) {missing}; it printed:\n" + \
             "\n".join(printed)
         ran += 1
-    assert ran >= 8, "the README's tutorial commands were not found"
+    return ran
