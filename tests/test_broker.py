@@ -30,8 +30,14 @@ def broker_cli(*args: str, env: dict | None = None, timeout: float = 180) -> sub
     return subprocess.run(
         [sys.executable, "-m", "broker", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**OUR_ENVIRON, **(env or {})},
     )
+
+
+# The CLI's defaults and hints follow KAFKA_PORT, KAFKA_DATA_DIR and MAKELEVEL (set when the
+# tests run under `make test`): a test sets them itself when it wants them.
+OUR_ENVIRON = {name: value for name, value in os.environ.items()
+               if name not in ("KAFKA_PORT", "KAFKA_DATA_DIR", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
 
 
 def java_processes_for(data_dir: Path) -> list[str]:
