@@ -6,11 +6,18 @@
     running: pid 41233, bootstrap 127.0.0.1:9092, Apache Kafka 4.4.0, log .kafka/node-1/server.log
     $ python -m broker stop
     stopped Kafka (pid 41233)
+    $ python -m broker start --nodes 3            # a cluster: ports 9092, 9094, 9096
+    $ python -m broker kill --node 2              # SIGKILL one node, as a power cut would
+    killed Kafka node 2 (pid 41301) with SIGKILL
+    the other nodes count node 2 as gone (after 8.6 s)
     $ python -m broker start --port 9092   # while something else holds 9092
     error: port 9092 on 127.0.0.1 is already in use by another program (another Kafka?): ...
 
 Exit codes: 0 ok, 1 Kafka could not be started or stopped, 2 usage error,
 3 (status only) not running.
+
+KAFKA_DATA_DIR and KAFKA_PORT in the environment change the defaults of --data-dir and
+--port (the README's test runs the cluster section on a port and data dir of its own so).
 """
 
 from __future__ import annotations
@@ -27,12 +34,17 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 MAX_NODES = 5  # each node is a JVM with its own heap: more will not fit a laptop
 
 
-def _relative(path: str) -> str:
-    """Show paths below the current directory as relative ones: shorter, and copy-pasteable."""
-    try:
-        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else path
-    except ValueError:
-        return path
+_relative = cluster._shown
+
+
+def _default_port(environ=os.environ) -> int:
+    value = environ.get("KAFKA_PORT", "")
+    if not value:
+        return cluster.DEFAULT_PORT
+    if not value.isdigit():
+        print(f"error: KAFKA_PORT={value!r} is not a port number", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    return int(value)
 
 
 def describe(running: cluster.Cluster) -> str:
@@ -53,14 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start", help="start Kafka in the background; return once it is ready")
     stop = commands.add_parser("stop", help="stop Kafka (SIGTERM) and wait until it has exited")
     status = commands.add_parser("status", help="tell whether Kafka runs, and where")
-    for command in (start, stop, status):
-        command.add_argument("--data-dir", type=Path, default=cluster.DEFAULT_DATA_DIR,
-                             help="where the data, the config and the logs live (default .kafka)")
-    start.add_argument("--port", type=int, default=cluster.DEFAULT_PORT,
-                       help="client port on 127.0.0.1 (default 9092; the controller takes the next)")
-    start.add_argument("--nodes", type=int, default=1,
-                       help="how many Kafka nodes (each broker + controller; default 1). Node i "
-                            "listens on PORT+2i, its controller on PORT+2i+1")
+    kill = commands.add_parser("kill", help="SIGKILL one node of this cluster (a power cut), then "
+                                            "wait until the other nodes count it as gone")
+    for command in (start, stop, status, kill):
+        command.add_argument("--data-dir", type=Path,
+                             default=Path(os.environ.get("KAFKA_DATA_DIR") or cluster.DEFAULT_DATA_DIR),
+                             help="where the data, the config and the logs live "
+                                  "(default $KAFKA_DATA_DIR, else .kafka)")
+    start.add_argument("--port", type=int, default=_default_port(),
+                       help="client port on 127.0.0.1 (default $KAFKA_PORT, else 9092; the "
+                            "controller takes the next)")
+    start.add_argument("--nodes", type=int, default=None,
+                       help="how many Kafka nodes (each broker + controller; default: as many as "
+                            "the data dir holds, 1 for a new one). Node i listens on PORT+2i, "
+                            "its controller on PORT+2i+1")
     start.add_argument("--heap", default=cluster.DEFAULT_HEAP,
                        help="JVM heap per node, as in -Xmx (default 512m)")
     start.add_argument("--timeout", type=float, default=cluster.START_TIMEOUT_S,
@@ -68,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--sasl", action="store_true",
                        help="also listen with SASL_PLAINTEXT + SCRAM-SHA-512 for the user "
                             "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (from the environment)")
+    start.add_argument("--reuse", action="store_true",
+                       help="if another Kafka (Docker, a download) already answers on --port, "
+                            "use it instead of failing (what make demo does)")
     stop.add_argument("--wipe", action="store_true", help="also delete the data dir (all topics)")
+    kill.add_argument("--node", type=int, required=True, help="which node (1, 2, ...)")
+    kill.add_argument("--no-wait", action="store_true",
+                      help="return at once, before the other nodes have noticed")
     return parser
 
 
@@ -79,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             return _start(args)
         if args.command == "stop":
             return _stop(args)
+        if args.command == "kill":
+            return _kill(args)
         running = cluster.status(args.data_dir)
         print(describe(running) if running else f"not running (data dir {args.data_dir})")
         return EXIT_OK if running else EXIT_NOT_RUNNING
@@ -92,15 +118,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    if not 0 < args.port < 65535 - 2 * args.nodes:
+    if not 0 < args.port < 65535 - 2 * (args.nodes or MAX_NODES):
         print(f"error: --port {args.port} is not a port number", file=sys.stderr)
         return EXIT_USAGE
-    if not 1 <= args.nodes <= MAX_NODES:
+    if args.nodes is not None and not 1 <= args.nodes <= MAX_NODES:
         print(f"error: --nodes must be 1 to {MAX_NODES}", file=sys.stderr)
         return EXIT_USAGE
     already = cluster.status(args.data_dir)
-    if already is not None:
+    if already is not None and len(already.nodes) == cluster.nodes_in(args.data_dir):
+        # Refuses (BrokerError) a start that asks for another cluster than the running one.
+        cluster.start(args.data_dir, nodes=args.nodes, sasl=args.sasl)
         print(f"already {describe(already)}")
+        return EXIT_OK
+    if already is None and args.reuse and cluster.kafka_answers(args.port):
+        print(f"using the Kafka that already answers at {cluster.HOST}:{args.port} "
+              f"(started elsewhere, not from {args.data_dir})")
         return EXIT_OK
     began = time.monotonic()
     started = cluster.start(args.data_dir, port=args.port, nodes=args.nodes, heap=args.heap,
@@ -121,6 +153,18 @@ def _stop(args: argparse.Namespace) -> int:
         print(f"stopped Kafka (pid {pids}){wiped}")
     else:
         print(f"Kafka was not running{wiped}")
+    return EXIT_OK
+
+
+def _kill(args: argparse.Namespace) -> int:
+    node = cluster.kill_node(args.data_dir, args.node)
+    print(f"killed Kafka node {node.node_id} (pid {node.pid}) with SIGKILL", flush=True)
+    running = cluster.status(args.data_dir)
+    if args.no_wait or running is None:
+        return EXIT_OK
+    took = cluster.wait_until_gone(args.data_dir, node.node_id)
+    others = ", ".join(str(n.node_id) for n in running.nodes)
+    print(f"nodes {others} count node {node.node_id} as gone (after {took:.1f} s)")
     return EXIT_OK
 
 

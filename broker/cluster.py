@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from broker import jars as jars_module
 
@@ -273,10 +273,20 @@ def _format(java: str, jars: jars_module.Jars, node_dir: Path, cluster_id: str) 
         raise BrokerError(f"kafka-storage format failed: {reason[-1] if reason else result.returncode}")
 
 
+def nodes_in(data_dir: Path) -> int:
+    """How many nodes the cluster in ``data_dir`` has (formatted node-N dirs); 0 if none yet."""
+    return len(list(Path(data_dir).glob("node-*/data/meta.properties")))
+
+
+def how(cli: str, make: str, environ: Mapping[str, str] = os.environ) -> str:
+    """The way to say a fix to whoever runs us: make's syntax under make, else the flag's."""
+    return make if environ.get("MAKELEVEL") else cli
+
+
 def start(
     data_dir: Path = DEFAULT_DATA_DIR,
     port: int = DEFAULT_PORT,
-    nodes: int = 1,
+    nodes: int | None = None,
     heap: str = DEFAULT_HEAP,
     timeout_s: float = START_TIMEOUT_S,
     sasl: bool = False,
@@ -284,13 +294,26 @@ def start(
 ) -> Cluster:
     """Start the cluster (or return the one already running) once it answers requests.
 
+    nodes: how many; None means as many as the data dir already holds (1 for a new one).
+    A cluster whose nodes partly died (kill --node) gets them started again.
     sasl: also listen with SASL_PLAINTEXT + SCRAM-SHA-512, for the user named by
     KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (the variables the scripts read too).
     """
     data_dir = Path(data_dir).resolve()
+    held = nodes_in(data_dir)
     running = status(data_dir)
     if running is not None:
-        return running
+        _check_matches(running, nodes, sasl, environ)
+        return _restart_missing(running, heap, timeout_s, environ)
+    if nodes is None:
+        nodes = held or 1
+    elif nodes < held:
+        raise BrokerError(
+            f"{data_dir} holds a cluster of {held} nodes: start all of them with "
+            + how(f"--nodes {held}", f"make kafka NODES={held}", environ)
+            + ", or delete it first with "
+            + how("python -m broker stop --wipe", "make kafka-stop WIPE=1", environ)
+        )
     if sasl and not (environ.get("KAFKA_SASL_USERNAME") and environ.get("KAFKA_SASL_PASSWORD")):
         raise BrokerError("--sasl needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD in the "
                           "environment: the user it creates")
@@ -298,13 +321,10 @@ def start(
     for taken in [p for triple in ports for p in triple if p and not port_is_free(p)]:
         raise BrokerError(
             f"port {taken} on {HOST} is already in use by another program "
-            f"(another Kafka?): stop it, or choose another with --port"
+            f"(another Kafka?): stop it, or choose another with "
+            + how("--port", f"PORT=, e.g. make kafka PORT={port + 100}", environ)
         )
-    java = find_java(environ)
-    try:
-        jars = jars_module.find(environ)
-    except jars_module.JarsError as error:
-        raise BrokerError(str(error)) from None
+    java, jars = _java_and_jars(environ)
 
     cluster_id_file = data_dir / "cluster-id"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -327,7 +347,71 @@ def start(
         launched.append((node, process))
     cluster = Cluster(str(data_dir), jars.version, jars.source, tuple(n for n, _ in launched))
     _state_path(data_dir).write_text(json.dumps(asdict(cluster), indent=2))
+    _wait_until_ready(data_dir, launched, timeout_s)
+    if sasl:
+        add_scram_user(cluster.bootstrap, environ["KAFKA_SASL_USERNAME"],
+                       environ["KAFKA_SASL_PASSWORD"])
+    return cluster
 
+
+def _check_matches(running: Cluster, nodes: int | None, sasl: bool,
+                   environ: Mapping[str, str]) -> None:
+    """A start that asks for another cluster than the running one must not pass for done."""
+    where = _shown(running.data_dir)
+    stop_first = how("python -m broker stop", "make kafka-stop", environ)
+    if sasl and not running.sasl_bootstrap:
+        raise BrokerError(
+            f"Kafka already runs from {where} without SASL: stop it first ({stop_first}), or "
+            "start a second one beside it with --data-dir .kafka-sasl --port 9192"
+        )
+    held = nodes_in(Path(running.data_dir))
+    if nodes is not None and nodes != held:
+        raise BrokerError(
+            f"Kafka already runs from {where} with {held} node{'s' if held > 1 else ''}: "
+            f"stop it first ({stop_first}) to start {nodes} node{'s' if nodes > 1 else ''}"
+        )
+
+
+def _shown(path: str | Path) -> str:
+    """A path below the current directory as a relative one: shorter, and copy-pasteable."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _java_and_jars(environ: Mapping[str, str]) -> tuple[str, jars_module.Jars]:
+    java = find_java(environ)
+    try:
+        return java, jars_module.find(environ)
+    except jars_module.JarsError as error:
+        raise BrokerError(str(error)) from None
+
+
+def _restart_missing(running: Cluster, heap: str, timeout_s: float,
+                     environ: Mapping[str, str]) -> Cluster:
+    """Start again the nodes of a running cluster that died or were killed."""
+    data_dir = Path(running.data_dir)
+    state = json.loads(_state_path(data_dir).read_text())
+    alive = {node.node_id for node in running.nodes}
+    dead = [Node(**node) for node in state["nodes"] if node["node_id"] not in alive]
+    if not dead:
+        return running
+    java, jars = _java_and_jars(environ)
+    launched = []
+    for node in dead:
+        process = _launch(java, jars, data_dir / f"node-{node.node_id}", heap)
+        launched.append((Node(**{**asdict(node), "pid": process.pid}), process))
+    nodes = tuple(sorted(running.nodes + tuple(node for node, _ in launched),
+                         key=lambda node: node.node_id))
+    cluster = Cluster(running.data_dir, running.kafka_version, running.jars_source, nodes)
+    _state_path(data_dir).write_text(json.dumps(asdict(cluster), indent=2))
+    _wait_until_ready(data_dir, launched, timeout_s)
+    return cluster
+
+
+def _wait_until_ready(data_dir: Path, launched: list[tuple[Node, subprocess.Popen]],
+                      timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     waiting = list(launched)
     while waiting:
@@ -355,10 +439,6 @@ def start(
             )
         else:
             time.sleep(0.1)
-    if sasl:
-        add_scram_user(cluster.bootstrap, environ["KAFKA_SASL_USERNAME"],
-                       environ["KAFKA_SASL_PASSWORD"])
-    return cluster
 
 
 def add_scram_user(bootstrap: str, username: str, password: str) -> None:
@@ -382,9 +462,20 @@ def add_scram_user(bootstrap: str, username: str, password: str) -> None:
         raise BrokerError(f"could not create the SCRAM user {username!r}: {errors[username]}")
 
 
-def _random_cluster_id() -> str:
-    # What `kafka-storage.sh random-uuid` prints: 16 random bytes, URL-safe base64.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+RESERVED_IDS = {bytes(16), bytes(15) + b"\x01"}  # Kafka's Uuid.ZERO_UUID and Uuid.ONE_UUID
+
+
+def _random_cluster_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
+    """What `kafka-storage.sh random-uuid` prints: a random (version 4) UUID, URL-safe base64.
+
+    As Kafka's own Uuid.randomUuid(), draw again when the id starts with "-" (about 1 in 64:
+    `kafka-storage format -t -x...` would read it as an option) or is one Kafka reserves.
+    """
+    while True:
+        raw = uuid.UUID(bytes=random_bytes(16), version=4).bytes
+        cluster_id = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if raw not in RESERVED_IDS and not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _launch(java: str, jars: jars_module.Jars, node_dir: Path, heap: str) -> subprocess.Popen:
@@ -421,6 +512,73 @@ def stop(data_dir: Path = DEFAULT_DATA_DIR, wipe: bool = False,
     if wipe and data_dir.exists():
         shutil.rmtree(data_dir)
     return bool(nodes)
+
+
+def kill_node(data_dir: Path = DEFAULT_DATA_DIR, node_id: int = 1,
+              timeout_s: float = STOP_TIMEOUT_S) -> Node:
+    """SIGKILL one node of the cluster in ``data_dir``, as a power cut would, and wait until
+    it is gone. Only a pid that is this data dir's kafka.Kafka is killed (see status)."""
+    data_dir = Path(data_dir).resolve()
+    running = status(data_dir)
+    node = next((n for n in running.nodes if n.node_id == node_id), None) if running else None
+    if node is None:
+        alive = ", ".join(str(n.node_id) for n in running.nodes) if running else "none"
+        raise BrokerError(f"node {node_id} of {_shown(data_dir)} is not running "
+                          f"(running nodes: {alive})")
+    _signal(node.pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while _cmdline(node.pid) is not None:
+        if time.monotonic() > deadline:
+            raise BrokerError(f"node {node_id} (pid {node.pid}) did not exit after SIGKILL")
+        time.sleep(0.05)
+    return node
+
+
+def live_brokers(port: int, timeout_s: float = 2.0) -> set[int] | None:
+    """The ids of the brokers that the node on HOST:port counts as alive (unfenced), from a
+    Metadata request; None if it does not answer. Hand-written like kafka_answers."""
+    api_key, api_version, correlation_id, client_id = 3, 4, 8, b"broker-probe"
+    header = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id))
+    request = header + client_id + struct.pack(">ib", 0, 0)  # no topics, no auto-creation
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout_s) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            reply = b""
+            while len(reply) < 4 or len(reply) < 4 + struct.unpack(">i", reply[:4])[0]:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                reply += chunk
+    except OSError:
+        return None
+    got_correlation_id, _throttle, count = struct.unpack(">iii", reply[4:16])
+    if got_correlation_id != correlation_id:
+        return None
+    ids, offset = set(), 16
+    for _ in range(count):  # node_id, host, port, rack
+        (node_id,) = struct.unpack(">i", reply[offset:offset + 4])
+        (host_length,) = struct.unpack(">h", reply[offset + 4:offset + 6])
+        offset += 6 + host_length + 4
+        (rack_length,) = struct.unpack(">h", reply[offset:offset + 2])
+        offset += 2 + max(rack_length, 0)
+        ids.add(node_id)
+    return ids
+
+
+def wait_until_gone(data_dir: Path, node_id: int, timeout_s: float = 60) -> float:
+    """Wait until every running node of the cluster counts ``node_id`` as gone (the controller
+    fences a broker that missed its heartbeats for broker.session.timeout.ms, 9 s); the
+    seconds it took."""
+    began = time.monotonic()
+    while True:
+        running = status(data_dir)
+        others = [node for node in running.nodes if node.node_id != node_id] if running else []
+        if all(node_id not in (live_brokers(node.port) or {node_id}) for node in others):
+            return time.monotonic() - began
+        if time.monotonic() - began > timeout_s:
+            raise BrokerError(f"the cluster still counts node {node_id} as alive after "
+                              f"{timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import io
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import tarfile
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,8 +30,14 @@ def broker_cli(*args: str, env: dict | None = None, timeout: float = 180) -> sub
     return subprocess.run(
         [sys.executable, "-m", "broker", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**OUR_ENVIRON, **(env or {})},
     )
+
+
+# The CLI's defaults and hints follow KAFKA_PORT, KAFKA_DATA_DIR and MAKELEVEL (set when the
+# tests run under `make test`): a test sets them itself when it wants them.
+OUR_ENVIRON = {name: value for name, value in os.environ.items()
+               if name not in ("KAFKA_PORT", "KAFKA_DATA_DIR", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
 
 
 def java_processes_for(data_dir: Path) -> list[str]:
@@ -105,6 +115,48 @@ def test_version_is_read_from_the_kafka_jar_name():
 
 def test_kafka_answers_is_false_where_nothing_listens():
     assert cluster.kafka_answers(cluster.free_port()) is False
+    assert cluster.live_brokers(cluster.free_port()) is None
+
+
+def test_a_cluster_id_starting_with_a_dash_is_drawn_again():
+    # 0xF8 makes the first base64 character "-" (index 62), which kafka-storage would
+    # read as an option: the id must come from the second draw.
+    draws = iter([b"\xf8" + bytes(15), b"\x12" * 16])
+    cluster_id = cluster._random_cluster_id(lambda size: next(draws))
+    assert not cluster_id.startswith("-")
+    assert cluster_id == base64.urlsafe_b64encode(uuid.UUID(bytes=b"\x12" * 16, version=4).bytes
+                                                  ).decode().rstrip("=")
+    assert next(draws, None) is None  # exactly two draws
+
+
+def test_cluster_ids_are_22_url_safe_characters_and_never_an_option():
+    ids = [cluster._random_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids)
+    assert not any(i.startswith("-") for i in ids)  # ~31 of 2000 would without the redraw
+    assert len(set(ids)) == len(ids)
+
+
+def test_nodes_in_counts_the_formatted_node_dirs(tmp_path):
+    assert cluster.nodes_in(tmp_path) == 0
+    for node in (1, 2, 3):
+        (tmp_path / f"node-{node}" / "data").mkdir(parents=True)
+        (tmp_path / f"node-{node}" / "data" / "meta.properties").write_text("node.id=1\n")
+    (tmp_path / "node-4").mkdir()  # made, never formatted
+    assert cluster.nodes_in(tmp_path) == 3
+
+
+def test_a_cluster_data_dir_refuses_a_smaller_start_in_one_line(tmp_path):
+    for node in (1, 2, 3):
+        (tmp_path / f"node-{node}" / "data").mkdir(parents=True)
+        (tmp_path / f"node-{node}" / "data" / "meta.properties").write_text("")
+    result = broker_cli("start", "--nodes", "1", "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr == (f"error: {tmp_path} holds a cluster of 3 nodes: start all of them "
+                             "with --nodes 3, or delete it first with python -m broker stop --wipe\n")
+    under_make = broker_cli("start", "--nodes", "2", "--data-dir", str(tmp_path),
+                            env={"MAKELEVEL": "1"})
+    assert under_make.stderr == (f"error: {tmp_path} holds a cluster of 3 nodes: start all of them "
+                                 "with make kafka NODES=3, or delete it first with make kafka-stop WIPE=1\n")
 
 
 # --- against the session broker -----------------------------------------------------------
@@ -185,6 +237,38 @@ def test_a_port_in_use_is_a_one_line_error(tmp_path):
     )
 
 
+def test_a_port_in_use_under_make_names_make_s_variable(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = broker_cli("start", "--data-dir", str(tmp_path),
+                            env={"MAKELEVEL": "1", "KAFKA_PORT": str(port)})
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: port {port} on 127.0.0.1 is already in use by another program "
+        f"(another Kafka?): stop it, or choose another with PORT=, e.g. make kafka PORT={port + 100}\n"
+    )
+
+
+@pytest.mark.broker
+def test_reuse_takes_a_kafka_that_already_answers(bootstrap_servers, tmp_path):
+    port = bootstrap_servers.split(",")[0].rsplit(":", 1)[1]
+    reused = broker_cli("start", "--reuse", "--port", port, "--data-dir", str(tmp_path))
+    assert reused.returncode == 0, reused.stderr
+    assert reused.stdout == (f"using the Kafka that already answers at 127.0.0.1:{port} "
+                             f"(started elsewhere, not from {tmp_path})\n")
+    assert java_processes_for(tmp_path) == []
+    refused = broker_cli("start", "--port", port, "--data-dir", str(tmp_path))
+    assert refused.returncode == 1 and "already in use" in refused.stderr
+
+
+def test_kill_of_a_node_that_is_not_running_is_one_line(tmp_path):
+    result = broker_cli("kill", "--node", "2", "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr == f"error: node 2 of {tmp_path} is not running (running nodes: none)\n"
+
+
 def test_missing_java_says_how_to_get_it(tmp_path):
     env = {"PATH": str(Path(sys.executable).parent), "JAVA_HOME": ""}
     result = broker_cli("start", "--port", str(cluster.free_port()), "--data-dir", str(tmp_path), env=env)
@@ -205,6 +289,54 @@ def test_a_broker_that_dies_at_start_is_reported_with_its_log(tmp_path):
     assert "--- last lines of the broker log ---" in rest
     assert any("heap" in line.lower() for line in rest)
     assert java_processes_for(tmp_path) == []
+
+
+@pytest.mark.broker
+def test_a_three_node_cluster_kill_restart_and_the_node_count_it_keeps(tmp_path):
+    data_dir = tmp_path / "cluster"
+    port = cluster.free_port(span=6)
+    try:
+        started = broker_cli("start", "--nodes", "3", "--port", str(port), "--data-dir", str(data_dir))
+        assert started.returncode == 0, started.stderr
+        assert len(java_processes_for(data_dir)) == 3
+
+        # A start that asks for another cluster than the running one says so, and changes nothing.
+        for args, why in [(["--nodes", "1"], "with 3 nodes: stop it first (python -m broker stop) "
+                                             "to start 1 node"),
+                          (["--sasl"], "without SASL: stop it first (python -m broker stop), or "
+                                       "start a second one beside it")]:
+            refused = broker_cli("start", *args, "--data-dir", str(data_dir),
+                                 env={"KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"})
+            assert refused.returncode == 1 and refused.stdout == ""
+            assert refused.stderr.startswith(f"error: Kafka already runs from {data_dir} {why}")
+        assert len(java_processes_for(data_dir)) == 3
+
+        node_2 = json.loads((data_dir / "cluster.json").read_text())["nodes"][1]
+        killed = broker_cli("kill", "--node", "2", "--data-dir", str(data_dir))
+        assert killed.returncode == 0, killed.stderr
+        first, second = killed.stdout.splitlines()
+        assert first == f"killed Kafka node 2 (pid {node_2['pid']}) with SIGKILL"
+        assert re.fullmatch(r"nodes 1, 3 count node 2 as gone \(after \d+\.\d s\)", second)
+        assert all(str(data_dir / "node-2") not in p for p in java_processes_for(data_dir))
+        for alive in (port, port + 4):
+            assert cluster.live_brokers(alive) == {1, 3}
+
+        # A plain start brings the killed node back.
+        again = broker_cli("start", "--data-dir", str(data_dir))
+        assert again.returncode == 0, again.stderr
+        assert len(java_processes_for(data_dir)) == 3
+        kafkatools.wait_for(lambda: cluster.live_brokers(port) == {1, 2, 3}, 60,
+                            what="node 2 back in the cluster")
+
+        # Stopped, the data dir still knows it holds three nodes: a plain start starts them all.
+        assert broker_cli("stop", "--data-dir", str(data_dir)).returncode == 0
+        plain = broker_cli("start", "--port", str(port), "--data-dir", str(data_dir))
+        assert plain.returncode == 0, plain.stderr
+        assert f"is ready at 127.0.0.1:{port},127.0.0.1:{port + 2},127.0.0.1:{port + 4}" in plain.stdout
+        assert len(java_processes_for(data_dir)) == 3
+    finally:
+        broker_cli("stop", "--wipe", "--data-dir", str(data_dir))
+    assert java_processes_for(data_dir) == []
 
 
 # --- the download route (no mvn): a local server with an archive of the release's layout ---

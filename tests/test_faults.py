@@ -52,8 +52,8 @@ class OwnKafka:
         return self.cluster.bootstrap
 
     def kill9(self, node_id: int = 1) -> None:
-        node = next(node for node in self.cluster.nodes if node.node_id == node_id)
-        os.kill(node.pid, signal.SIGKILL)
+        # What `python -m broker kill --node N` does: SIGKILL the pid of this data dir's node.
+        node = cluster.kill_node(self.data_dir, node_id)
         kafkatools.wait_for(lambda: cluster.port_is_free(node.port), 30, what="the killed node's port")
 
     def stop(self) -> None:

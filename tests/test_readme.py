@@ -19,6 +19,14 @@ How the README marks what runs:
     <!-- readme-test: exit N -->                  must exit with N instead of 0
     <!-- readme-test: interrupt after N lines --> one command: after N lines on stdout it
                                                   gets SIGINT (Ctrl-C) and must exit with 130
+    <!-- readme-test: own kafka -->               runs against a Kafka of the test's own, not
+                                                  the shared one: KAFKA_PORT and KAFKA_DATA_DIR
+                                                  (read by `python -m broker` and the Makefile)
+                                                  name a free port and a temporary data dir,
+                                                  KAFKA_BOOTSTRAP_SERVERS its first node, and
+                                                  that data dir reads as `.kafka` in the output.
+                                                  The blocks start and stop it themselves
+                                                  (`make kafka NODES=3` ...); the test wipes it.
 - The README's commands name no topic or group: the test sets KAFKA_TOPIC and KAFKA_GROUP_ID
   to fresh names, and TWITTER_BEARER_TOKEN to nothing (no real X account is ever used).
 """
@@ -37,6 +45,7 @@ from pathlib import Path
 import pytest
 
 import kafkatools
+from broker import cluster
 from scripts import ROOT, Process
 
 README = ROOT / "README.md"
@@ -46,6 +55,7 @@ UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 INTERRUPTED = 130
 RUNNABLE = ("bash", "python")
 PYTHON_BROKER, PYTHON_TOPIC = "127.0.0.1:9092", '"greetings"'
+OWN_NODES_MAX = 3  # the "own kafka" blocks start at most this many nodes (two ports each)
 
 
 @dataclass
@@ -79,7 +89,7 @@ def blocks(text: str) -> list[Block]:
             directive = DIRECTIVE.fullmatch(before.strip())
             code = "\n".join(body)
             if language == "python":
-                code = f"python - <<'PY'\n{code}\nPY"
+                code = f"python - <<'README_PY'\n{code}\nREADME_PY"
             found.append(Block(start + 1, code, directive and directive[1], None))
         elif language == "text" and previous and previous[0] in RUNNABLE \
                 and not "".join(lines[previous[1] + 1:start]).strip():
@@ -114,7 +124,7 @@ def test_blocks_and_directives_are_found():
         Block(2, "make kafka", "skip (no)", ["started"]),
         Block(10, "python producer.py", None, ["sent 1"]),
         Block(22, "python producer.py --count -1", "exit 2", None),
-        Block(25, "python - <<'PY'\nprint(1)\nPY", None, ["1"]),
+        Block(25, "python - <<'README_PY'\nprint(1)\nREADME_PY", None, ["1"]),
     ]
 
 
@@ -131,7 +141,7 @@ def test_masking_keeps_the_words_and_drops_what_varies():
 
 
 @pytest.mark.broker
-def test_the_readme_commands_work_as_shown(bootstrap_servers):
+def test_the_readme_commands_work_as_shown(bootstrap_servers, tmp_path):
     topic, group = kafkatools.unique_topic("readme"), kafkatools.unique_topic("readme-group")
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("KAFKA_", "TWITTER_"))}
@@ -139,20 +149,34 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers):
                KAFKA_GROUP_ID=group, KAFKA_SECURITY_PROTOCOL="PLAINTEXT",
                TWITTER_BEARER_TOKEN="", PYTHONUNBUFFERED="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    names = {topic: "sample", group: "tutorial"}
-    greetings = kafkatools.unique_topic("greetings")
+    own_data_dir, own_port = tmp_path / "own-kafka", cluster.free_port(span=2 * OWN_NODES_MAX)
+    own_env = dict(env, KAFKA_PORT=str(own_port), KAFKA_DATA_DIR=str(own_data_dir),
+                   KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{own_port}")
+    names = {topic: "sample", group: "tutorial", str(own_data_dir): ".kafka"}
+    try:
+        ran = run_blocks(env, own_env, names)
+    finally:
+        cluster.stop(own_data_dir, wipe=True)
+    assert ran >= 8, "the README's tutorial commands were not found"
+
+
+def run_blocks(env: dict[str, str], own_env: dict[str, str], names: dict[str, str]) -> int:
     ran = 0
+    greetings = kafkatools.unique_topic("greetings")
     for block in blocks(README.read_text()):
-        if block.code.startswith("python - <<'PY'"):
-            block.code = block.code.replace(PYTHON_BROKER, bootstrap_servers).replace(
+        if block.code.startswith("python - <<'README_PY'"):
+            block.code = block.code.replace(PYTHON_BROKER, env["KAFKA_BOOTSTRAP_SERVERS"]).replace(
                 PYTHON_TOPIC, f'"{greetings}"')
         where = f"README.md line {block.line}: {block.code!r}"
         directive = block.directive or ""
         if directive.startswith("skip"):
             assert re.fullmatch(r"skip \(.+\)", directive), f"{where}: say why it is skipped"
             continue
+        block_env = env
+        if directive == "own kafka":
+            block_env, directive = own_env, ""
         if match := re.fullmatch(r"interrupt after (\d+) lines?", directive):
-            process = Process(["bash", "-c", f"exec {block.code.strip()}"], env=env)
+            process = Process(["bash", "-c", f"exec {block.code.strip()}"], env=block_env)
             process.wait_for_stdout(int(match[1]), timeout_s=60)
             process.process.send_signal(signal.SIGINT)
             status, expected = process.finish(timeout_s=60), INTERRUPTED
@@ -161,7 +185,7 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers):
             match = re.fullmatch(r"exit (\d+)", directive)
             assert match or not directive, f"{where}: unknown directive {directive!r}"
             result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.code], cwd=ROOT,
-                                    env=env, capture_output=True, text=True, timeout=120)
+                                    env=block_env, capture_output=True, text=True, timeout=120)
             status, expected = result.returncode, int(match[1]) if match else 0
             printed = (result.stdout + result.stderr).splitlines()
         assert status == expected, f"{where}: exit status {status}, not {expected}:\n" + \
@@ -170,4 +194,4 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers):
         assert not missing, f"{where}: did not print (masked) {missing}; it printed:\n" + \
             "\n".join(printed)
         ran += 1
-    assert ran >= 8, "the README's tutorial commands were not found"
+    return ran
