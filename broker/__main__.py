@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 from broker import cluster
+from cli import EXIT_ERROR, EXIT_OK, EXIT_ON_SIGNAL, EXIT_USAGE
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_NOT_RUNNING = 3  # status only; the others are every script's (cli.py)
 MAX_NODES = 5  # each node is a JVM with its own heap: more will not fit a laptop
 
 
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- last lines of the broker log ---\n{error.log_tail}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_ON_SIGNAL[signal.SIGINT]
 
 
 def _start(args: argparse.Namespace) -> int:
