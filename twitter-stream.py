@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] | None
                                 sleep(wait)
                             if run.stopping or clock() >= deadline:
                                 break
-                        if deliveries.pending >= MAX_IN_FLIGHT:
-                            wait_for_room(deliveries, run)  # backpressure: let Kafka catch up
+                        if deliveries.pending >= MAX_IN_FLIGHT:  # backpressure: let Kafka catch up
+                            wait_for_room(deliveries, run, MAX_IN_FLIGHT)
+                            if run.stopping:
+                                break
                         # 3. Send: key = the tweet id, so a tweet read twice lands in the same
                         #    partition; value = the line as X sent it. send() only queues the
                         #    tweet; Kafka's answer comes later, counted by `deliveries`.
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] | None
     return run.exit_code
 
 
-def wait_for_room(deliveries: cli.Deliveries, run: cli.Run, limit: int = MAX_IN_FLIGHT) -> None:
+def wait_for_room(deliveries: cli.Deliveries, run: cli.Run, limit: int) -> None:
     """Wait while ``limit`` tweets await Kafka's answer: in short sleeps, which a signal does
     not cut short (it only sets run.signal), so no exception can land in a lock of ours."""
     while deliveries.pending >= limit and not run.stopping:

@@ -418,6 +418,88 @@ def test_duration_stops_a_looping_replay_once_all_is_acknowledged(tmp_path, boot
     assert len(records) == 50 and f"published 50 of 50 tweets to '{topic}'" in capsys.readouterr().err
 
 
+def big_tweet(tweet_id: int, size: int) -> bytes:
+    return json.dumps({"data": {"id": str(tweet_id), "text": "x" * size}}).encode()
+
+
+def test_replay_skips_deep_and_oversized_lines_and_carries_on(tmp_path, bootstrap_servers, topic, capsys, caplog):
+    tweets = [json.dumps({"data": {"id": str(n), "text": f"t{n}"}}).encode() for n in (1, 2, 3, 4)]
+    replay = tmp_path / "hostile.jsonl"
+    # Deep nesting was a RecursionError traceback; a 5 MB line, or a 1.2 MB tweet (more than the
+    # producer's 1 MiB max_request_size), ended the whole run with exit 1.
+    replay.write_bytes(b"\r\n".join([tweets[0], DEEP, tweets[1], big_tweet(5, 5_000_000), tweets[2],
+                                      big_tweet(6, 1_200_000), tweets[3]]) + b"\r\n")
+    argv = ["--replay", str(replay), "--bootstrap-server", bootstrap_servers, "--topic", topic]
+    assert ts.main(argv) == cli.EXIT_OK
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 4), tweets, "replay")
+    err = capsys.readouterr().err
+    assert f"published 4 of 4 tweets to '{topic}'" in err and "skipped 3 (2 too large), reconnects 0)" in err
+    assert "Traceback" not in err
+    assert "skipped a malformed line (not JSON: maximum recursion depth" in caplog.text
+    assert "skipped a line longer than 2,097,152 bytes" in caplog.text
+    assert "skipped tweet 6: 1,200,0" in caplog.text
+
+
+def test_a_signal_mid_replay_counts_every_tweet_it_sent(tmp_path, bootstrap_servers, topic, capsys):
+    """The summary said "published 33412 of 33412" while the topic held 33413: a Ctrl-C landed
+    between send() and the line that counted it."""
+    def interrupt_when_busy():
+        kafkatools.wait_for(lambda: kafkatools.end_offset(bootstrap_servers, topic) >= 2000, 60)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_when_busy, daemon=True)
+    interrupter.start()
+    argv = ["--replay", "--loop", "--max-tweets", "1000000", "--bootstrap-server", bootstrap_servers,
+            "--topic", topic]
+    assert ts.main(argv) == 130
+    interrupter.join(10)
+    err = capsys.readouterr().err
+    published, sent = map(int, re.search(r"published (\d+) of (\d+) tweets", err).groups())
+    assert "SIGINT: stopped reading, waiting for Kafka" in err and "may or may not" not in err
+    assert published == sent == len(kafkatools.read_all(bootstrap_servers, topic, sent)) >= 2000
+
+
+def test_a_signal_while_kafka_holds_back_ends_the_wait_and_reports(tmp_path, monkeypatch, capsys):
+    """The old code raised from the signal handler inside BoundedSemaphore.acquire() and hung."""
+    class HeldProducer:  # takes tweets, never answers
+        def __init__(self, **kwargs):
+            self.sent = self.flushes = 0
+
+        def send(self, topic, key, value, headers):
+            self.sent += 1
+            return Future()
+
+        def flush(self, timeout=None):
+            self.flushes += 1
+            time.sleep(timeout or 0)
+
+        def close(self, timeout=None):
+            pass
+
+    producers = []
+    monkeypatch.setattr(ts, "KafkaProducer", lambda **kwargs: producers.append(HeldProducer()) or producers[-1])
+    monkeypatch.setattr(ts, "MAX_IN_FLIGHT", 3)
+
+    def interrupt_twice():  # once while it waits for room, once while it waits for Kafka's answers
+        kafkatools.wait_for(lambda: producers and producers[0].sent == 3, 30)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+        kafkatools.wait_for(lambda: producers[0].flushes > 0, 30)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_twice, daemon=True)
+    interrupter.start()
+    started = time.monotonic()
+    assert ts.main(["--replay", "--loop"]) == 130
+    assert time.monotonic() - started < 8
+    interrupter.join(10)
+    err = capsys.readouterr().err
+    assert producers[0].sent == 3
+    assert "waiting up to 10 s for Kafka to acknowledge 3 record(s)" in err
+    assert ("published 0 of 3 tweets to 'sample'" in err
+            and "; 3 not acknowledged: may or may not be in the topic\n" in err)
+
+
 # --- live, against the fake X API and the real broker ------------------------------------------
 
 def test_live_stream_publishes_every_tweet_once_in_order(api, live_env, bootstrap_servers, topic, capsys):
@@ -505,6 +587,75 @@ def test_a_rule_x_rejects_is_a_usage_error(api, live_env, capsys):
                                        "UnprocessableEntity: Unbalanced parentheses (at position 1): "
                                        "rule '(cats'\n")
     assert api.stream_requests() == [] and api.rules == {}
+
+
+def test_hostile_lines_on_the_stream_are_skipped_and_it_reads_on(api, live_env, bootstrap_servers, topic, capsys,
+                                                                 caplog):
+    tweets = api.tweets(6)
+    api.expect([Tweets(tweets[:2]), Raw(DEEP + b"\r\n"), Tweets(tweets[2:4]),
+                Raw(big_tweet(7, 5_000_000) + b"\r\n"), Raw(big_tweet(8, 1_200_000) + b"\r\n"),
+                Tweets(tweets[4:]), Hold()])
+    sleep = RecordingSleep()
+    assert ts.main(["--max-tweets", "6"], sleep=sleep) == cli.EXIT_OK
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 6), tweets, "sample")
+    assert sleep.delays == []
+    err = capsys.readouterr().err
+    assert "published 6 of 6 tweets" in err and "skipped 3 (2 too large), reconnects 0)" in err
+    assert "recursion depth" in caplog.text and "longer than 2,097,152 bytes" in caplog.text
+
+
+def test_a_complete_line_is_published_at_once_whatever_the_framing(api, live_env, bootstrap_servers, topic):
+    """Not chunk-encoded, a tweet followed by a pause waited for 512 bytes more, then counted as
+    a stall."""
+    first, second = api.tweets(2)
+    api.expect([Unchunked(first + b"\r\n", length=len(first) + 1000, hold=30)],  # more promised
+               [Unchunked(second + b"\r\n", length=None, hold=30)])  # a body that ends at close
+    for tweet in (first, second):
+        sleep = RecordingSleep()
+        started = time.monotonic()
+        assert ts.main(["--max-tweets", "1", "--stall-timeout", "10"], sleep=sleep) == cli.EXIT_OK
+        assert time.monotonic() - started < 5 and sleep.delays == []
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 2), [first, second], "sample")
+
+
+def test_a_body_that_cannot_be_decoded_is_a_reason_to_reconnect(api, live_env, bootstrap_servers, topic, caplog,
+                                                                capsys):
+    tweets = api.tweets(3)
+    garbage = b"\x1f\x8b\x08\x00 this is not gzip at all " * 20
+    api.expect([Unchunked(garbage, length=len(garbage), headers={"Content-Encoding": "gzip"})],
+               [Unchunked(gzip.compress(b"".join(tweet + b"\r\n" for tweet in tweets[:2])),
+                          headers={"Content-Encoding": "gzip"})],  # gzip that is gzip works
+               [Tweets(tweets[2:]), Hold()])
+    sleep = RecordingSleep()
+    assert ts.main(["--max-tweets", "3"], sleep=sleep) == cli.EXIT_OK  # was a ContentDecodingError traceback
+    assert sleep.delays == [0.25, 0]  # network schedule; then a clean close after tweets
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 3), tweets, "sample")
+    assert "the connection broke (DecodeError" in caplog.text and "Traceback" not in capsys.readouterr().err
+
+
+def test_clean_closes_in_a_row_back_off(api, live_env, bootstrap_servers, topic):
+    """A stream that closed cleanly after each tweet was reconnected ~21 times a second."""
+    tweets = api.tweets(8)
+    api.expect(*[[Tweets([tweet])] for tweet in tweets[:5]], [Tweets(tweets[5:]), Hold()])
+    sleep = RecordingSleep()
+    assert ts.main(["--max-tweets", "8"], sleep=sleep) == cli.EXIT_OK
+    assert sleep.delays == [0, 0.25, 0.5, 0.75, 1.0]
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 8), tweets, "sample")
+
+
+def test_an_error_body_that_echoes_the_token_never_shows_it(api, live_env, capsys, caplog):
+    echo = {"title": "Unauthorized", "detail": f"Authorization: Bearer {TOKEN} is not valid"}
+    api.expect([Status(503, echo)], [Status(401, echo)])
+    sleep = RecordingSleep()
+    assert ts.main([], sleep=sleep) == cli.EXIT_ERROR
+    assert sleep.delays == [5]
+    out, err = capsys.readouterr()
+    summary, error = err.splitlines(keepends=True)
+    assert summary.startswith("published 0 of 0 tweets") and summary.endswith("reconnects 1)\n")
+    assert error == ("twitter-stream.py: error: X rejected the bearer token (HTTP 401): check TWITTER_BEARER_TOKEN "
+                   "in .env; it must be your app's Bearer Token. X says: Unauthorized: Authorization: Bearer "
+                   "******** is not valid\n")
+    assert TOKEN not in out + err + caplog.text and "Bearer ******** is not valid" in caplog.text
 
 
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
