@@ -79,61 +79,47 @@ def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] | None
 
         # 2. The source: X's stream (reconnecting as X asks), or a recorded one.
         report = Report()
-        deliveries = report.deliveries
+        deliveries = report.deliveries  # counts Kafka's answers (see cli.Deliveries)
         source = "replay" if args.replay is not None else "filter" if args.filter else "sample"
-        headers_source = ("source", source.encode())
+        source_header = ("source", source.encode())
         utc = cli.UtcClock()
-        started = clock()
-        deadline = started + args.duration if args.duration else math.inf
-        pacer = cli.Pacer(args.rate, clock) if args.rate else None
-        status = StatusLine(report, started)
-        sleep = sleep or run.sleep  # run.sleep: Ctrl-C ends a 60 s backoff at once
+        pace = Pace(args, run, report, clock, sleep or run.sleep)  # --rate, --duration, backpressure
         failure = None
         try:
-            with contextlib.closing(open_source(args, settings, run, report, sleep)) as lines:
+            with contextlib.closing(open_source(args, settings, run, report, pace.sleep)) as lines:
                 for parsed, line in lines:
                     if parsed.kind != TWEET:
-                        report.skip(parsed, line)  # keep-alives, errors, malformed lines
+                        report.skip(parsed, line)  # keep-alives, X's errors, malformed lines
+                    elif not pace.next_turn():
+                        break
                     else:
-                        if pacer is not None:  # --rate: the n-th tweet goes out n/rate s after the start
-                            wait = min(pacer.delay(deliveries.sent), deadline - clock())
-                            if wait > 0:
-                                sleep(wait)
-                            if run.stopping or clock() >= deadline:
-                                break
-                        if deliveries.pending >= MAX_IN_FLIGHT:  # backpressure: let Kafka catch up
-                            wait_for_room(deliveries, run, MAX_IN_FLIGHT)
-                            if run.stopping:
-                                break
-                        # 3. Send: key = the tweet id, so a tweet read twice lands in the same
-                        #    partition; value = the line as X sent it. send() only queues the
-                        #    tweet; Kafka's answer comes later, counted by `deliveries`.
+                        # 3. Send: key = the tweet id (a tweet read twice goes to the same
+                        #    partition), value = the line as X sent it. send() only adds it to a
+                        #    batch; Kafka's answer comes later, and `deliveries` counts it.
                         try:
                             future = producer.send(
                                 settings.topic, key=parsed.tweet_id.encode(), value=line,
-                                headers=[headers_source, ("received_at", utc.now().encode())])
+                                headers=[source_header, ("received_at", utc.now().encode())])
                         except MessageSizeTooLargeError:  # checked before sending: skip it
                             report.too_big(parsed.tweet_id, len(line))
                             continue
                         deliveries.track(future)
-                        if (deliveries.sent == args.max_tweets or run.stopping
-                                or report.kafka_error is not None):
+                        if deliveries.sent == args.max_tweets or report.kafka_error is not None:
                             break
-                    now = clock()
-                    if now >= deadline:
+                    if pace.time_is_up():
                         break
-                    status.tick(now)
-        except (cli.Failure, KafkaError) as error:  # 401/403, rules refused: report first
-            failure = error if isinstance(error, cli.Failure) else cli.Failure(
-                f"Kafka did not take a tweet: {error}")
-        status.clear()
+        except cli.Failure as error:  # 401/403 while streaming: report what was sent, then why
+            failure = error
+        except KafkaError as error:
+            failure = cli.Failure(f"Kafka did not take a tweet: {error}")
+        pace.status.clear()
         if run.signal is not None:
             run.say(f"{signal.Signals(run.signal).name}: stopped reading, waiting for Kafka")
 
         # 4. Wait for Kafka's answer to every tweet (at most 10 s after Ctrl-C), then report.
         cli.finish(producer, deliveries, run)
         if failure is None or deliveries.sent or report.skipped or report.reconnects:
-            run.say(report.summary(settings.topic, clock() - started))
+            run.say(report.summary(settings.topic, clock() - pace.started))
         if failure is not None:
             raise failure
         if deliveries.failed:
@@ -245,7 +231,8 @@ def read_stream(response: requests.Response, run: cli.Run, failures: collections
     """Yield one connection's lines, parsed; return how it ended: (kind, reason)."""
     got_tweet = False
     try:
-        for parsed, line in parse_lines(read_chunks(response, run)):
+        for line in split_lines(read_chunks(response, run), last=False):
+            parsed = parse_line(line)
             if parsed.kind == TWEET and not got_tweet:
                 got_tweet = True
                 for kind in (NETWORK, HTTP, RATE_LIMITED):  # it works: those schedules start over
@@ -279,14 +266,15 @@ def read_chunks(response: requests.Response, run: cli.Run) -> Iterator[bytes]:
 def replay_file(path: Path, loop: bool, run: cli.Run) -> Iterator[tuple[Parsed, bytes]]:
     """The lines of a recorded stream, parsed, once or (loop) until a signal."""
     while True:
-        tweets = 0
+        got_tweet = False
         with path.open("rb") as file:
-            for parsed, line in parse_lines(file_chunks(file, run)):
-                tweets += parsed.kind == TWEET
+            for line in split_lines(file_chunks(file, run)):
+                parsed = parse_line(line)
+                got_tweet = got_tweet or parsed.kind == TWEET
                 yield parsed, line
         if not loop or run.stopping:
             return
-        if not tweets:
+        if not got_tweet:
             raise cli.Failure(f"{path} holds no tweets to replay", cli.EXIT_USAGE)
 
 
@@ -426,10 +414,11 @@ class Parsed(NamedTuple):
     detail: object = None  # the errors list, the keys of an unknown message, or what is malformed
 
 
-def split_lines(chunks: Iterable[bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+def split_lines(chunks: Iterable[bytes], limit: int = MAX_LINE_BYTES, last: bool = True) -> Iterator[bytes]:
     """The lines in ``chunks`` (cut anywhere), without their "\\n" or "\\r\\n" (a keep-alive is
     b""). A line longer than ``limit`` is not kept: TOO_LONG stands for it, yielded as soon as
-    it is too long, and the rest of it is skipped up to its end."""
+    it is too long, and the rest of it is skipped up to its end. ``last``: also the last line
+    if it has no end (in a file; on a stream it was cut off)."""
     head: list[bytes] = []  # the start of a line whose end has not come yet
     size, dropping = 0, False
     for chunk in chunks:
@@ -453,7 +442,7 @@ def split_lines(chunks: Iterable[bytes], limit: int = MAX_LINE_BYTES) -> Iterato
             if size > limit:
                 head, size, dropping = [], 0, True
                 yield TOO_LONG
-    if head:  # the last line, without its end
+    if head and last:  # the last line, without its end
         line = b"".join(head)
         yield line[:-1] if line[-1:] == b"\r" else line
 
@@ -480,11 +469,6 @@ def parse_line(line: bytes) -> Parsed:
     if "errors" in message:
         return Parsed(ERRORS, detail=message["errors"])
     return Parsed(OTHER, detail=sorted(message))  # X may add message types: skip, don't die
-
-
-def parse_lines(chunks: Iterable[bytes]) -> Iterator[tuple[Parsed, bytes]]:
-    for line in split_lines(chunks):
-        yield parse_line(line), line
 
 
 def describe_errors(errors: object) -> str:
@@ -564,6 +548,38 @@ class Report:
         return (f"published {deliveries.acked} of {deliveries.sent} tweets to {topic!r} in "
                 f"{elapsed:.1f} s ({rate:,.0f} tweets/s; failed {deliveries.failed}, skipped "
                 f"{self.skipped}{too_large}, reconnects {self.reconnects}){deliveries.unanswered()}")
+
+
+class Pace:
+    """When the next tweet may go, and when to stop: --rate, --duration, backpressure; and
+    the status line, redrawn as time passes."""
+
+    def __init__(self, args: argparse.Namespace, run: cli.Run, report: Report,
+                 clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self.run, self.deliveries, self.clock, self.sleep = run, report.deliveries, clock, sleep
+        self.started = clock()
+        self.deadline = self.started + args.duration if args.duration else math.inf
+        self.pacer = cli.Pacer(args.rate, clock) if args.rate else None
+        self.status = StatusLine(report, self.started)
+
+    def next_turn(self) -> bool:
+        """Wait for the next tweet's turn; False when it is time to stop instead."""
+        if self.pacer is not None:  # the n-th tweet goes out n/rate seconds after the start
+            wait = min(self.pacer.delay(self.deliveries.sent), self.deadline - self.clock())
+            if wait > 0:
+                self.sleep(wait)
+            if self.clock() >= self.deadline:
+                return False
+        if self.deliveries.pending >= MAX_IN_FLIGHT:
+            wait_for_room(self.deliveries, self.run, MAX_IN_FLIGHT)
+        return not self.run.stopping
+
+    def time_is_up(self) -> bool:
+        now = self.clock()
+        if now >= self.deadline:
+            return True
+        self.status.tick(now)
+        return False
 
 
 class StatusLine:
