@@ -48,9 +48,8 @@ PROG = "twitter-stream.py"
 log = logging.getLogger("twitter-stream")
 # What main() passes to KafkaProducer (bench/ reads it; a test checks that the two agree).
 PRODUCER_TUNING = {"linger_ms": 20, "batch_size": 512 * 1024}
-# Backpressure: at most this many tweets handed to the producer and not yet acknowledged.
-# When Kafka is slow or down the stream is not read further: nothing is dropped, and memory
-# stays bounded (~10 MB of tweets).
+# Backpressure: at most this many tweets unacknowledged. When Kafka is slow or down, the stream
+# is not read further: nothing is dropped, and memory stays bounded (~10 MB of tweets).
 MAX_IN_FLIGHT = 10_000
 
 
@@ -83,30 +82,35 @@ def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] | None
         source = "replay" if args.replay is not None else "filter" if args.filter else "sample"
         source_header = ("source", source.encode())
         utc = cli.UtcClock()
-        pace = Pace(args, run, report, clock, sleep or run.sleep)  # --rate, --duration, backpressure
+        pace = Pace(args, run, report, clock, sleep or run.sleep)  # --rate, --duration, status line
         failure = None
         try:
             with contextlib.closing(open_source(args, settings, run, report, pace.sleep)) as lines:
                 for parsed, line in lines:
                     if parsed.kind != TWEET:
                         report.skip(parsed, line)  # keep-alives, X's errors, malformed lines
-                    elif not pace.next_turn():
-                        break
-                    else:
-                        # 3. Send: key = the tweet id (a tweet read twice goes to the same
-                        #    partition), value = the line as X sent it. send() only adds it to a
-                        #    batch; Kafka's answer comes later, and `deliveries` counts it.
-                        try:
-                            future = producer.send(
-                                settings.topic, key=parsed.tweet_id.encode(), value=line,
-                                headers=[source_header, ("received_at", utc.now().encode())])
-                        except MessageSizeTooLargeError:  # checked before sending: skip it
-                            report.too_big(parsed.tweet_id, len(line))
-                            continue
-                        deliveries.track(future)
-                        if deliveries.sent == args.max_tweets or report.kafka_error is not None:
+                        if pace.time_is_up():
                             break
-                    if pace.time_is_up():
+                        continue
+                    # Backpressure: while MAX_IN_FLIGHT tweets await Kafka's answer, read no
+                    # further. The stream waits in the network's buffers; memory stays bounded.
+                    if deliveries.pending >= MAX_IN_FLIGHT:
+                        wait_for_room(deliveries, run, MAX_IN_FLIGHT)
+                    if not pace.next_turn():  # --rate, --duration, Ctrl-C
+                        break
+                    # 3. Send: key = the tweet id (a tweet read twice goes to the same partition),
+                    #    value = the line as X sent it. send() only adds the tweet to a batch;
+                    #    Kafka's answer comes later, and `deliveries` counts it.
+                    try:
+                        future = producer.send(
+                            settings.topic, key=parsed.tweet_id.encode(), value=line,
+                            headers=[source_header, ("received_at", utc.now().encode())])
+                    except MessageSizeTooLargeError:  # checked before sending: skip it
+                        report.too_big(parsed.tweet_id, len(line))
+                        continue
+                    deliveries.track(future)
+                    if (deliveries.sent == args.max_tweets or report.kafka_error is not None
+                            or pace.time_is_up()):
                         break
         except cli.Failure as error:  # 401/403 while streaming: report what was sent, then why
             failure = error
@@ -126,13 +130,6 @@ def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] | None
             raise cli.Failure(f"Kafka did not acknowledge {deliveries.failed} tweet(s): "
                               f"{report.kafka_error or deliveries.first_error}")
     return run.exit_code
-
-
-def wait_for_room(deliveries: cli.Deliveries, run: cli.Run, limit: int) -> None:
-    """Wait while ``limit`` tweets await Kafka's answer: in short sleeps, which a signal does
-    not cut short (it only sets run.signal), so no exception can land in a lock of ours."""
-    while deliveries.pending >= limit and not run.stopping:
-        time.sleep(0.002)
 
 
 # ---- The X API: stream, reconnects, rules -----------------------------------------------
@@ -473,18 +470,15 @@ def parse_line(line: bytes) -> Parsed:
 
 def describe_errors(errors: object) -> str:
     """X's list of problems as one line, e.g. 'operational-disconnect: This stream has been ...'."""
-    if not isinstance(errors, list):
-        return cli.printable(repr(errors)[:200])
     described = []
-    for error in errors:
-        if isinstance(error, dict):
-            details = error.get("details")
-            parts = [error.get("title"), error.get("detail"),
-                     *(details if isinstance(details, list) else [details])]
-            parts += [f"rule {error['value']!r}"] if "value" in error else []  # a rejected filter rule
-            described.append(": ".join(str(part)[:200] for part in parts if part))
-        else:
+    for error in errors if isinstance(errors, list) else [errors]:
+        if not isinstance(error, dict):
             described.append(repr(error)[:200])
+            continue
+        details = error.get("details")
+        parts = [error.get("title"), error.get("detail"), *(details if isinstance(details, list) else [details])]
+        parts += [f"rule {error['value']!r}"] if "value" in error else []  # a rejected filter rule
+        described.append(": ".join(str(part)[:200] for part in parts if part))
     return cli.printable("; ".join(described))
 
 
@@ -550,9 +544,16 @@ class Report:
                 f"{self.skipped}{too_large}, reconnects {self.reconnects}){deliveries.unanswered()}")
 
 
+def wait_for_room(deliveries: cli.Deliveries, run: cli.Run, limit: int) -> None:
+    """Wait while ``limit`` tweets await Kafka's answer: in short sleeps, which a signal does
+    not cut short (it only sets run.signal), so no exception can land in a lock of ours."""
+    while deliveries.pending >= limit and not run.stopping:
+        time.sleep(0.002)
+
+
 class Pace:
-    """When the next tweet may go, and when to stop: --rate, --duration, backpressure; and
-    the status line, redrawn as time passes."""
+    """When the next tweet may go, and when to stop: --rate, --duration, a signal; and the
+    status line, redrawn as time passes."""
 
     def __init__(self, args: argparse.Namespace, run: cli.Run, report: Report,
                  clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
@@ -570,8 +571,6 @@ class Pace:
                 self.sleep(wait)
             if self.clock() >= self.deadline:
                 return False
-        if self.deliveries.pending >= MAX_IN_FLIGHT:
-            wait_for_room(self.deliveries, self.run, MAX_IN_FLIGHT)
         return not self.run.stopping
 
     def time_is_up(self) -> bool:
