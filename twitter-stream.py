@@ -264,11 +264,14 @@ def replay_file(path: Path, loop: bool, run: cli.Run) -> Iterator[tuple[Parsed, 
     """The lines of a recorded stream, parsed, once or (loop) until a signal."""
     while True:
         got_tweet = False
-        with path.open("rb") as file:
-            for line in split_lines(file_chunks(file, run)):
-                parsed = parse_line(line)
-                got_tweet = got_tweet or parsed.kind == TWEET
-                yield parsed, line
+        try:
+            with path.open("rb") as file:
+                for line in split_lines(file_chunks(file, run)):
+                    parsed = parse_line(line)
+                    got_tweet = got_tweet or parsed.kind == TWEET
+                    yield parsed, line
+        except OSError as error:  # gone or unreadable since the start
+            raise cli.Failure(f"cannot read {path}: {error.strerror or error}") from None
         if not loop or run.stopping:
             return
         if not got_tweet:
@@ -276,6 +279,7 @@ def replay_file(path: Path, loop: bool, run: cli.Run) -> Iterator[tuple[Parsed, 
 
 
 def file_chunks(file, run: cli.Run) -> Iterator[bytes]:
+    """The file in pieces, until its end or a signal."""
     while not run.stopping:
         chunk = file.read(CHUNK_BYTES)
         if not chunk:

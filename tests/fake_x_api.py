@@ -4,7 +4,8 @@ Each connection to a stream endpoint plays the next script queued with ``expect(
 list of steps (below). The body is sent with chunked transfer encoding, as X does; tweets
 are newline-delimited JSON ended by "\\r\\n", cut into chunks so that lines (and even a
 "\\r\\n") are split across chunks. A script that ends without ``Drop``/``Stall``
-closes the stream cleanly. The filter rules endpoints keep their rules in ``rules``.
+closes the stream cleanly; ``Unchunked`` answers with a body that is not chunk-encoded. The
+filter rules endpoints keep their rules in ``rules``.
 
     with FakeXApi(token="t0k3n") as api:
         api.expect([Status(503)], [Tweets(api.tweets(5)), KeepAlive(), Drop(b'{"data":')])

@@ -257,6 +257,16 @@ def test_backpressure_waits_while_too_many_tweets_await_kafka_and_ends_on_a_sign
     assert not waiter.is_alive()
 
 
+
+def test_a_replay_file_that_goes_away_mid_loop_is_one_line(tmp_path):
+    replay = tmp_path / "one.jsonl"
+    replay.write_bytes(b'{"data":{"id":"7"}}\r\n')
+    lines = ts.replay_file(replay, loop=True, run=FakeRun())
+    assert next(lines)[0] == ts.Parsed(ts.TWEET, "7")
+    replay.unlink()
+    with pytest.raises(cli.Failure, match=f"cannot read {replay}: No such file or directory"):
+        next(lines)
+
 def test_a_delivery_failure_other_than_too_large_stops_reading():
     report = ts.Report()
     too_large, expired = Future(), Future()
