@@ -4,7 +4,8 @@ Each connection to a stream endpoint plays the next script queued with ``expect(
 list of steps (below). The body is sent with chunked transfer encoding, as X does; tweets
 are newline-delimited JSON ended by "\\r\\n", cut into chunks so that lines (and even a
 "\\r\\n") are split across chunks. A script that ends without ``Drop``/``Stall``
-closes the stream cleanly. The filter rules endpoints keep their rules in ``rules``.
+closes the stream cleanly; ``Unchunked`` answers with a body that is not chunk-encoded. The
+filter rules endpoints keep their rules in ``rules``.
 
     with FakeXApi(token="t0k3n") as api:
         api.expect([Status(503)], [Tweets(api.tweets(5)), KeepAlive(), Drop(b'{"data":')])
@@ -66,6 +67,19 @@ class Hold:
     """Send a keep-alive every ``interval`` seconds until the client goes or the server stops."""
 
     interval: float = 0.05
+
+
+@dataclasses.dataclass
+class Unchunked:
+    """Answer 200 with ``data`` as a body that is not chunk-encoded (must be the only step):
+    with a Content-Length of ``length`` (more than the data promises more to come), or, when
+    ``length`` is None, a body that ends when the connection closes. Then keep the connection
+    open for ``hold`` seconds (or until the server stops) and drop it."""
+
+    data: bytes
+    length: int | None = None
+    hold: float = 0
+    headers: dict = dataclasses.field(default_factory=dict)
 
 
 def problem(code: int) -> dict:
@@ -187,6 +201,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._json(503, {"title": "fake X API: no connection was scripted"})
         if script and isinstance(script[0], Status):
             return self._json(script[0].code, script[0].body or problem(script[0].code))
+        if script and isinstance(script[0], Unchunked):
+            return self._unchunked(script[0])
         self._stream(script)
 
     def _json(self, code: int, body: dict) -> None:
@@ -247,6 +263,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")  # the end of a chunked body: a clean close
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away, as clients do
+
+    def _unchunked(self, step: Unchunked) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        if step.length is not None:
+            self.send_header("Content-Length", str(step.length))
+        for name, value in step.headers.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            self.wfile.write(step.data)
+            self.wfile.flush()
+            self.api.stopping.wait(step.hold)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self._drop()
 
     def _send_lines(self, lines: list[bytes]) -> None:
         """Send each line and "\r\n", chunked three ways in turn: the line cut in two, its

@@ -8,9 +8,11 @@ asserted, not waited for.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,18 +24,21 @@ from pathlib import Path
 import pytest
 import requests
 from hypothesis import given, strategies as st
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaTimeoutError, KafkaConnectionError
 from kafka.future import Future
+
+import cli
 
 import kafkatools
 from scripts import load_script
 from fake_x_api import (OPERATIONAL_DISCONNECT, Drop, FakeXApi, Hold, KeepAlive, Raw, Stall, Status,
-                        Tweets)
+                        Tweets, Unchunked)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "twitter-stream.py"
 SAMPLE_FILE = ROOT / "data" / "sample-stream.jsonl"
 TOKEN = "AAAAAAAAAAAAAAAAAAAAAtest-bearer-token-never-printed"
+DEEP = b"[" * 1200 + b"]" * 1200  # one JSON value nested deeper than Python's recursion limit
 
 
 ts = load_script("twitter-stream.py", "twitter_stream")
@@ -94,7 +99,9 @@ def assert_published(records, lines: list[bytes], source: str) -> None:
     for record in records:
         headers = dict(record.headers)
         assert headers["source"] == source.encode()
-        datetime.fromisoformat(headers["received_at"].decode())
+        received_at = headers["received_at"].decode()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", received_at), received_at
+        assert abs(datetime.fromisoformat(received_at) - datetime.now(timezone.utc)).total_seconds() < 600
 
 
 # --- pure helpers -------------------------------------------------------------------------
@@ -111,6 +118,10 @@ def assert_published(records, lines: list[bytes], source: str) -> None:
     (b"[1, 2]", ts.MALFORMED),
     (b'{"data":{"text":"no id"}}', ts.MALFORMED),
     (b'{"data":"nope"}', ts.MALFORMED),
+    (DEEP, ts.MALFORMED),  # was a RecursionError traceback
+    (b'{"data":{"id":"1","x":' + DEEP + b"}}", ts.MALFORMED),
+    ('{"data":{"id":"١٢"}}'.encode(), ts.MALFORMED),  # digits, but not ASCII ones: no tweet id
+    (ts.TOO_LONG, ts.MALFORMED),
 ])
 def test_parse_line_classifies_every_kind_of_line(line, kind):
     parsed = ts.parse_line(line)
@@ -127,11 +138,13 @@ def test_only_an_operational_disconnect_ends_the_connection():
 def test_backoff_schedule_is_the_one_x_asks_for():
     delays = {kind: [ts.backoff_delay(kind, attempt) for attempt in range(1, 10)]
               for kind in (ts.CLEAN, ts.NETWORK, ts.HTTP, ts.RATE_LIMITED)}
-    assert delays[ts.CLEAN] == [0] * 9
+    # After a clean close, at once; clean closes in a row then back off like network errors.
+    assert delays[ts.CLEAN] == [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
     assert delays[ts.NETWORK] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
     assert ts.backoff_delay(ts.NETWORK, 64) == 16 == ts.backoff_delay(ts.NETWORK, 1000)
     assert delays[ts.HTTP] == [5, 10, 20, 40, 80, 160, 320, 320, 320]
     assert delays[ts.RATE_LIMITED] == [60, 120, 240, 480, 960, 960, 960, 960, 960]
+    assert ts.backoff_delay(ts.HTTP, 10**6) == 320 and ts.backoff_delay(ts.RATE_LIMITED, 10**6) == 960
 
 
 def test_build_rules_adds_only_missing_rules_tagged_as_ours():
@@ -148,70 +161,152 @@ def test_stream_path_and_params():
                                                                "expansions": "author_id"}
 
 
-@given(lines=st.lists(st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b), max_size=20),
-       chunk_size=st.integers(min_value=1, max_value=64))
-def test_iter_lines_rejoins_lines_split_anywhere_across_chunks(lines, chunk_size):
-    """What the live path relies on: requests' iter_lines() cuts the wire format into lines
-    whatever the chunk boundaries, a "\\r\\n" split in two included (that yields an extra b"",
-    which parse_line takes for a keep-alive)."""
-    response = requests.Response()
-    response.raw = io.BytesIO(b"".join(line + b"\r\n" for line in lines))
-    got = list(response.iter_lines(chunk_size=chunk_size))
-    assert [line for line in got if line] == [line for line in lines if line]
-    assert all(ts.parse_line(line).kind == ts.KEEP_ALIVE for line in got if not line)
+def cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at these offsets (taken modulo its length), as a network would."""
+    points = sorted({0, len(data), *(point % (len(data) + 1) for point in cuts)})
+    return [data[start:end] for start, end in zip(points, points[1:])]
 
 
-def test_publisher_blocks_while_too_many_tweets_await_kafka():
-    class HeldProducer:  # answers a send only when the test says so
-        def __init__(self):
-            self.futures = []
-
-        def send(self, topic, value, key, headers):
-            self.futures.append(Future())
-            return self.futures[-1]
-
-    producer, stats = HeldProducer(), ts.Stats()
-    publisher = ts.Publisher(producer, "t", "sample", stats, max_in_flight=2)
-    publisher.publish("1", b"one")
-    publisher.publish("2", b"two")
-    third = threading.Thread(target=publisher.publish, args=("3", b"three"))
-    third.start()
-    third.join(0.3)
-    assert third.is_alive(), "a third tweet was taken while two were unacknowledged"
-    producer.futures[0].success(None)
-    third.join(10)
-    assert not third.is_alive() and (stats.received, stats.published) == (3, 1)
-    producer.futures[1].failure(KafkaTimeoutError("Expiring 1 record(s)"))
-    assert stats.failed == 1
-    with pytest.raises(ts.Fatal, match="Expiring"):  # stop reading rather than lose more
-        publisher.publish("4", b"four")
+@given(lines=st.lists(st.binary(max_size=40).filter(lambda b: b"\n" not in b and not b.endswith(b"\r")),
+                      max_size=20),
+       cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=30))
+def test_split_lines_rejoins_lines_split_anywhere_across_chunks(lines, cuts):
+    """The live path reads whatever has arrived: split_lines() cuts the wire format into lines
+    whatever the chunk boundaries, a "\\r\\n" split in two included."""
+    data = b"".join(line + b"\r\n" for line in lines)
+    assert list(ts.split_lines(cut(data, cuts))) == lines
+    assert all(ts.parse_line(line).kind == ts.KEEP_ALIVE for line in lines if not line.strip())
 
 
+@given(data=st.binary(max_size=300), cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=30),
+       limit=st.integers(min_value=1, max_value=50))
+def test_split_lines_of_any_bytes_cut_anywhere_is_the_same_and_bounded(data, cuts, limit):
+    """Any bytes, cut anywhere: the lines of the whole, no line longer than the limit (counting
+    its "\\r") kept, one TOO_LONG for each that is, and nothing raised."""
+    *ended, last = data.split(b"\n")
+    expected = [ts.TOO_LONG if len(line) > limit else line.removesuffix(b"\r")
+                for line in ended + ([last] if last else [])]
+    got = list(ts.split_lines(cut(data, cuts), limit))
+    assert [None if line is ts.TOO_LONG else line for line in got] == [
+        None if line is ts.TOO_LONG else line for line in expected]
+    # On a stream, a last line without its end was cut off: it is not published.
+    complete = list(ts.split_lines(cut(data, cuts), limit, last=False))
+    assert complete == got[:len(ended)] + (got[len(ended):] if len(ended) < len(got) and len(last) > limit
+                                           else [])
 
-@pytest.mark.parametrize("milliseconds", [0, 999, 1_795_640_463_123, 1_795_640_463_999])
-def test_received_at_is_the_utc_millisecond_formatted_once_per_millisecond(milliseconds, monkeypatch):
-    publisher = ts.Publisher(producer=None, topic="t", source="sample", stats=ts.Stats())
-    monkeypatch.setattr(ts.time, "time_ns", lambda: milliseconds * 1_000_000 + 999_999)
-    stamp = publisher._received_at()
-    assert stamp == datetime.fromtimestamp(milliseconds / 1000, timezone.utc).isoformat(
-        timespec="milliseconds").encode()
-    assert publisher._received_at() is stamp  # the same millisecond: not formatted again
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["data", "id", "errors", "includes", "title", "detail", "details", "value",
+                         "disconnect_type", "x"]) | st.text(max_size=5), children, max_size=4),
+    max_leaves=20)
+
+
+@given(value=json_values, depth=st.integers(min_value=0, max_value=3000))
+def test_parse_line_takes_any_json_however_deep_without_raising(value, depth):
+    for line in (json.dumps(value).encode(), b"[" * depth + json.dumps(value).encode() + b"]" * depth,
+                 json.dumps({"data": value}).encode(), json.dumps({"errors": value}).encode()):
+        parsed = ts.parse_line(line)
+        assert parsed.kind in (ts.KEEP_ALIVE, ts.TWEET, ts.ERRORS, ts.OTHER, ts.MALFORMED)
+        if parsed.kind == ts.TWEET:
+            assert parsed.tweet_id.isascii() and parsed.tweet_id.isdigit()
+        if parsed.kind == ts.ERRORS:
+            described = ts.describe_errors(parsed.detail)
+            assert isinstance(described, str) and described.isprintable()
+            ts.is_disconnect(parsed.detail)
+
+
+@given(data=st.binary(max_size=200))
+def test_parse_line_takes_any_bytes_without_raising(data):
+    assert ts.parse_line(data).kind in (ts.KEEP_ALIVE, ts.TWEET, ts.ERRORS, ts.OTHER, ts.MALFORMED)
+
+
+class FakeRun:
+    """What wait_for_room() looks at: run.stopping."""
+
+    def __init__(self) -> None:
+        self.signal = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.signal is not None
+
+
+def test_backpressure_waits_while_too_many_tweets_await_kafka_and_ends_on_a_signal():
+    deliveries, run = cli.Deliveries(), FakeRun()
+    futures = [Future() for _ in range(3)]
+    for future in futures:
+        deliveries.track(future)
+    waiter = threading.Thread(target=ts.wait_for_room, args=(deliveries, run), kwargs={"limit": 3})
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive(), "a fourth tweet was taken while three were unacknowledged"
+    futures[0].success(None)
+    waiter.join(10)
+    assert not waiter.is_alive() and (deliveries.sent, deliveries.acked) == (3, 1)
+    futures[1].failure(KafkaTimeoutError("Expiring 1 record(s)"))
+    deliveries.track(Future())
+    deliveries.track(Future())
+    waiter = threading.Thread(target=ts.wait_for_room, args=(deliveries, run), kwargs={"limit": 3})
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive()
+    run.signal = signal.SIGINT  # a signal only sets a flag: the bounded wait notices it
+    waiter.join(10)
+    assert not waiter.is_alive()
+
+
+
+def test_a_replay_file_that_goes_away_mid_loop_is_one_line(tmp_path):
+    replay = tmp_path / "one.jsonl"
+    replay.write_bytes(b'{"data":{"id":"7"}}\r\n')
+    lines = ts.replay_file(replay, loop=True, run=FakeRun())
+    assert next(lines)[0] == ts.Parsed(ts.TWEET, "7")
+    replay.unlink()
+    with pytest.raises(cli.Failure, match=f"cannot read {replay}: No such file or directory"):
+        next(lines)
+
+def test_a_delivery_failure_other_than_too_large_stops_reading():
+    report = ts.Report()
+    too_large, expired = Future(), Future()
+    report.deliveries.track(too_large)
+    report.deliveries.track(expired)
+    too_large.failure(ts.MessageSizeTooLargeError("too large"))
+    assert report.kafka_error is None  # one tweet too large: carry on
+    expired.failure(KafkaTimeoutError("Expiring 1 record(s)"))
+    assert isinstance(report.kafka_error, KafkaTimeoutError) and report.deliveries.failed == 2
+
 
 def test_status_line_is_redrawn_on_a_terminal_and_logged_otherwise():
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
-    stats = ts.Stats(received=5, published=4)
+    report = ts.Report()
+    report.deliveries.sent, report.deliveries.acked = 5, 4
     terminal, pipe = Terminal(), io.StringIO()
     for stream in (terminal, pipe):
-        status = ts.StatusLine(stats, started=0.0, stream=stream)
+        status = ts.StatusLine(report, started=0.0, stream=stream)
         status.tick(0.1)  # too soon
         status.tick(20.0)
     assert terminal.getvalue().startswith("\r\x1b[Kreceived 5, published 4, failed 0, skipped 0")
     assert "\n" not in terminal.getvalue()
-    assert pipe.getvalue() == ("twitter-stream.py: received 5, published 4, failed 0, skipped 0, "
-                               "0 tweets/s, reconnects 0\n")
+    assert pipe.getvalue() == "received 5, published 4, failed 0, skipped 0, 0 tweets/s, reconnects 0\n"
+
+
+def test_producer_tuning_is_what_main_passes_to_the_producer(monkeypatch, capsys):
+    """bench/ reads PRODUCER_TUNING; main() spells the settings out at the producer's call."""
+    calls = []
+
+    def producer(**kwargs):
+        calls.append(kwargs)
+        raise KafkaConnectionError("no broker")
+
+    monkeypatch.setattr(ts, "KafkaProducer", producer)
+    assert ts.main(["--replay"]) == cli.EXIT_ERROR
+    assert calls[0].items() >= {**ts.PRODUCER_TUNING, "acks": "all", "enable_idempotence": True}.items()
+    assert capsys.readouterr().err == "twitter-stream.py: error: KafkaConnectionError: KafkaConnectionError: no broker\n"
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -225,42 +320,76 @@ def test_help_runs_as_a_script():
 
 def test_missing_token_is_one_line_saying_how_to_set_it(monkeypatch, capsys):
     monkeypatch.setenv("TWITTER_BEARER_TOKEN", "")  # wins over a developer's own .env
-    assert ts.main([]) == ts.EXIT_USAGE
+    assert ts.main([]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "TWITTER_BEARER_TOKEN=" in err and ".env" in err
+    assert err.startswith("twitter-stream.py: error: TWITTER_BEARER_TOKEN is not set")
 
 
 def test_a_missing_replay_file_is_one_line_and_exit_2(capsys):
-    assert ts.main(["--replay", "no/such/file.jsonl"]) == ts.EXIT_USAGE
+    assert ts.main(["--replay", "no/such/file.jsonl"]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert err == "twitter-stream.py: no such file to replay: no/such/file.jsonl\n"
+    assert err == "twitter-stream.py: error: no such file to replay: no/such/file.jsonl\n"
+
+
+def test_a_replay_directory_is_named_as_one(tmp_path, capsys):
+    assert ts.main(["--replay", str(tmp_path)]) == cli.EXIT_USAGE  # said "no such file to replay"
+    assert capsys.readouterr().err == (f"twitter-stream.py: error: {tmp_path} is a directory: --replay "
+                                       f"takes a file (a recorded stream, one JSON object per line)\n")
 
 
 def test_a_bad_topic_name_is_a_usage_error(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         ts.main(["--replay", "--topic", "bad topic!"])
-    assert exit_info.value.code == ts.EXIT_USAGE
+    assert exit_info.value.code == cli.EXIT_USAGE
     assert "--topic='bad topic!' is not a valid topic name" in capsys.readouterr().err
     monkeypatch.setenv("KAFKA_TOPIC", "bad topic!")
-    assert ts.main(["--replay"]) == ts.EXIT_USAGE
+    assert ts.main(["--replay"]) == cli.EXIT_USAGE
     assert "KAFKA_TOPIC='bad topic!' is not a valid topic name" in capsys.readouterr().err
 
 
 def test_options_that_need_another_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         ts.main(["--loop"])
-    assert exit_info.value.code == ts.EXIT_USAGE
+    assert exit_info.value.code == cli.EXIT_USAGE
     assert "--rate and --loop go with --replay" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rate", "1e-11"], "argument --rate: must be at least"),  # was an OverflowError traceback
+    (["--rate", "nan"], "argument --rate: must be a number above 0, not nan"),  # was accepted
+    (["--rate", "inf"], "argument --rate: must be a number above 0, not inf"),
+    (["--duration", "nan"], "argument --duration: must be a number above 0, not nan"),
+    (["--duration", "1e300"], "argument --duration: must be at most"),
+    (["--stall-timeout", "nan"], "argument --stall-timeout: must be a number above 0, not nan"),
+    (["--max-tweets", "0"], "argument --max-tweets: must be a whole number of 1 or more, not 0"),
+    (["--max-tweets", "١٢"], "argument --max-tweets: must be a whole number of 1 or more, not ١٢"),
+])
+def test_numbers_out_of_range_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ts.main(["--replay", *argv])
+    assert exit_info.value.code == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
 
 
 def test_unreachable_broker_is_one_line_naming_it(monkeypatch, capsys, caplog):
     monkeypatch.setattr(ts.config, "BOOTSTRAP_TIMEOUT_MS", 500)
-    assert ts.main(["--replay", "--bootstrap-server", "127.0.0.1:1"]) == ts.EXIT_ERROR
+    assert ts.main(["--replay", "--bootstrap-server", "127.0.0.1:1"]) == cli.EXIT_ERROR
     assert capsys.readouterr().err == (
-        "twitter-stream.py: cannot reach Kafka at 127.0.0.1:1 (KafkaTimeoutError: Unable to "
+        "twitter-stream.py: error: cannot reach Kafka at 127.0.0.1:1 (KafkaTimeoutError: Unable to "
         "bootstrap from ['127.0.0.1:1']); is Kafka running? start one with: make kafka\n")
     assert [record for record in caplog.records if record.name.startswith("kafka")] == []
 
+
+def test_ctrl_c_while_connecting_to_kafka_exits_130_even_if_kafka_then_fails(monkeypatch, capsys):
+    def producer(**kwargs):  # Ctrl-C arrives while the producer waits for Kafka, which then fails
+        os.kill(os.getpid(), signal.SIGINT)
+        raise KafkaConnectionError("no broker")
+
+    monkeypatch.setattr(ts, "KafkaProducer", producer)
+    assert ts.main(["--replay"]) == 130  # was 1
+    err = capsys.readouterr().err
+    assert "SIGINT: stopping once Kafka answers" in err and "Traceback" not in err
 
 # --- replay into the real broker -------------------------------------------------------------
 
@@ -273,7 +402,7 @@ def test_replay_of_the_shipped_file_lands_exactly_its_valid_tweets(bootstrap_ser
     lines = SAMPLE_FILE.read_bytes().split(b"\r\n")
     tweets = [line for line in lines if ts.parse_line(line).kind == ts.TWEET]
     assert len(tweets) == 300 and lines.count(b"") > 10  # keep-alives, and the last line's end
-    assert ts.main(["--replay", "--bootstrap-server", bootstrap_servers, "--topic", topic]) == ts.EXIT_OK
+    assert ts.main(["--replay", "--bootstrap-server", bootstrap_servers, "--topic", topic]) == cli.EXIT_OK
     assert_published(kafkatools.read_all(bootstrap_servers, topic, len(tweets)), tweets, "replay")
     assert "published 300 of 300 tweets" in capsys.readouterr().err
     assert "skipped a malformed line" in caplog.text and "operational-disconnect" in caplog.text
@@ -286,7 +415,7 @@ def test_replay_rate_and_loop(tmp_path, bootstrap_servers, topic):
     clock = FakeClock()
     argv = ["--replay", str(replay), "--loop", "--rate", "100", "--max-tweets", "7",
             "--bootstrap-server", bootstrap_servers, "--topic", topic]
-    assert ts.main(argv, sleep=clock.sleep, clock=clock) == ts.EXIT_OK
+    assert ts.main(argv, sleep=clock.sleep, clock=clock) == cli.EXIT_OK
     assert_published(kafkatools.read_all(bootstrap_servers, topic, 7), (tweets * 3)[:7], "replay")
     assert clock.slept == pytest.approx([0.01] * 6)  # the 7th tweet is the last: no wait after it
 
@@ -297,10 +426,92 @@ def test_duration_stops_a_looping_replay_once_all_is_acknowledged(tmp_path, boot
     clock = FakeClock()
     argv = ["--replay", str(replay), "--loop", "--rate", "100", "--duration", "0.5",
             "--bootstrap-server", bootstrap_servers, "--topic", topic]
-    assert ts.main(argv, sleep=clock.sleep, clock=clock) == ts.EXIT_OK
+    assert ts.main(argv, sleep=clock.sleep, clock=clock) == cli.EXIT_OK
     assert sum(clock.slept) == pytest.approx(0.5)
     records = kafkatools.read_all(bootstrap_servers, topic, 50)
     assert len(records) == 50 and f"published 50 of 50 tweets to '{topic}'" in capsys.readouterr().err
+
+
+def big_tweet(tweet_id: int, size: int) -> bytes:
+    return json.dumps({"data": {"id": str(tweet_id), "text": "x" * size}}).encode()
+
+
+def test_replay_skips_deep_and_oversized_lines_and_carries_on(tmp_path, bootstrap_servers, topic, capsys, caplog):
+    tweets = [json.dumps({"data": {"id": str(n), "text": f"t{n}"}}).encode() for n in (1, 2, 3, 4)]
+    replay = tmp_path / "hostile.jsonl"
+    # Deep nesting was a RecursionError traceback; a 5 MB line, or a 1.2 MB tweet (more than the
+    # producer's 1 MiB max_request_size), ended the whole run with exit 1.
+    replay.write_bytes(b"\r\n".join([tweets[0], DEEP, tweets[1], big_tweet(5, 5_000_000), tweets[2],
+                                      big_tweet(6, 1_200_000), tweets[3]]) + b"\r\n")
+    argv = ["--replay", str(replay), "--bootstrap-server", bootstrap_servers, "--topic", topic]
+    assert ts.main(argv) == cli.EXIT_OK
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 4), tweets, "replay")
+    err = capsys.readouterr().err
+    assert f"published 4 of 4 tweets to '{topic}'" in err and "skipped 3 (2 too large), reconnects 0)" in err
+    assert "Traceback" not in err
+    assert "skipped a malformed line (not JSON: maximum recursion depth" in caplog.text
+    assert "skipped a line longer than 2,097,152 bytes" in caplog.text
+    assert "skipped tweet 6: 1,200,0" in caplog.text
+
+
+def test_a_signal_mid_replay_counts_every_tweet_it_sent(tmp_path, bootstrap_servers, topic, capsys):
+    """The summary said "published 33412 of 33412" while the topic held 33413: a Ctrl-C landed
+    between send() and the line that counted it."""
+    def interrupt_when_busy():
+        kafkatools.wait_for(lambda: kafkatools.end_offset(bootstrap_servers, topic) >= 2000, 60)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_when_busy, daemon=True)
+    interrupter.start()
+    argv = ["--replay", "--loop", "--max-tweets", "1000000", "--bootstrap-server", bootstrap_servers,
+            "--topic", topic]
+    assert ts.main(argv) == 130
+    interrupter.join(10)
+    err = capsys.readouterr().err
+    published, sent = map(int, re.search(r"published (\d+) of (\d+) tweets", err).groups())
+    assert "SIGINT: stopped reading, waiting for Kafka" in err and "may or may not" not in err
+    assert published == sent == len(kafkatools.read_all(bootstrap_servers, topic, sent)) >= 2000
+
+
+def test_a_signal_while_kafka_holds_back_ends_the_wait_and_reports(tmp_path, monkeypatch, capsys):
+    """The old code raised from the signal handler inside BoundedSemaphore.acquire() and hung."""
+    class HeldProducer:  # takes tweets, never answers
+        def __init__(self, **kwargs):
+            self.sent = self.flushes = 0
+
+        def send(self, topic, key, value, headers):
+            self.sent += 1
+            return Future()
+
+        def flush(self, timeout=None):
+            self.flushes += 1
+            time.sleep(timeout or 0)
+
+        def close(self, timeout=None):
+            pass
+
+    producers = []
+    monkeypatch.setattr(ts, "KafkaProducer", lambda **kwargs: producers.append(HeldProducer()) or producers[-1])
+    monkeypatch.setattr(ts, "MAX_IN_FLIGHT", 3)
+
+    def interrupt_twice():  # once while it waits for room, once while it waits for Kafka's answers
+        kafkatools.wait_for(lambda: producers and producers[0].sent == 3, 30)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+        kafkatools.wait_for(lambda: producers[0].flushes > 0, 30)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_twice, daemon=True)
+    interrupter.start()
+    started = time.monotonic()
+    assert ts.main(["--replay", "--loop"]) == 130
+    assert time.monotonic() - started < 8
+    interrupter.join(10)
+    err = capsys.readouterr().err
+    assert producers[0].sent == 3
+    assert "waiting up to 10 s for Kafka to acknowledge 3 record(s)" in err
+    assert ("published 0 of 3 tweets to 'sample'" in err
+            and "; 3 not acknowledged: may or may not be in the topic\n" in err)
 
 
 # --- live, against the fake X API and the real broker ------------------------------------------
@@ -309,7 +520,7 @@ def test_live_stream_publishes_every_tweet_once_in_order(api, live_env, bootstra
     first, second = api.tweets(30), api.tweets(30)
     api.expect([KeepAlive(), Tweets(first[:10]), KeepAlive(2), Tweets(first[10:])], [Tweets(second), Hold()])
     sleep = RecordingSleep()
-    assert ts.main(["--max-tweets", "60"], sleep=sleep) == ts.EXIT_OK
+    assert ts.main(["--max-tweets", "60"], sleep=sleep) == cli.EXIT_OK
     assert api.split_lines > 0 and api.split_crlf > 0  # lines and "\r\n"s were cut across chunks
     assert_published(kafkatools.read_all(bootstrap_servers, topic, 60), first + second, "sample")
     assert api.sent == first + second
@@ -336,7 +547,7 @@ def test_every_fault_gets_the_reconnect_delay_x_asks_for(api, live_env, bootstra
         [Tweets(tweets[6:]), Hold()],
     )
     sleep = RecordingSleep()
-    assert ts.main(["--max-tweets", "10", "--stall-timeout", "0.5"], sleep=sleep) == ts.EXIT_OK
+    assert ts.main(["--max-tweets", "10", "--stall-timeout", "0.5"], sleep=sleep) == cli.EXIT_OK
     # HTTP 5xx: 5 s doubling; 429: from 60 s; after tweets flowed again the schedule restarts:
     # a dropped connection and a stall are network errors (0.25 s steps); after the operational
     # disconnect (which followed tweets) X is asked again at once.
@@ -360,10 +571,10 @@ def test_401_and_403_exit_at_once_with_their_likely_cause(status, token, message
     api.expect([Status(status)])
     sleep = RecordingSleep()
     started = time.monotonic()
-    assert ts.main([], sleep=sleep) == ts.EXIT_ERROR
+    assert ts.main([], sleep=sleep) == cli.EXIT_ERROR
     assert time.monotonic() - started < 10 and sleep.delays == []
     out, err = capsys.readouterr()
-    assert err.startswith(f"twitter-stream.py: {message}") and err.count("\n") == 1
+    assert err.startswith(f"twitter-stream.py: error: {message}") and err.count("\n") == 1
     assert ("X says: Unauthorized\n" if status == 401 else "--filter RULE") in err
     assert token not in out + err + caplog.text
 
@@ -374,7 +585,7 @@ def test_filter_adds_missing_rules_and_removes_only_its_own(keep_rules, api, liv
     tweets = api.tweets(3)
     api.expect([Tweets(tweets), Hold()])
     argv = ["--filter", "cats", "--filter", "dogs lang:en", "--max-tweets", "3"]
-    assert ts.main(argv + (["--keep-rules"] if keep_rules else []), sleep=RecordingSleep()) == ts.EXIT_OK
+    assert ts.main(argv + (["--keep-rules"] if keep_rules else []), sleep=RecordingSleep()) == cli.EXIT_OK
     posts = [json.loads(request.body) for request in api.requests if request.method == "POST"]
     assert posts[0] == {"add": [{"value": "dogs lang:en", "tag": ts.RULE_TAG}]}
     assert api.stream_requests()[0].path == "/2/tweets/search/stream"
@@ -385,11 +596,80 @@ def test_filter_adds_missing_rules_and_removes_only_its_own(keep_rules, api, liv
 
 
 def test_a_rule_x_rejects_is_a_usage_error(api, live_env, capsys):
-    assert ts.main(["--filter", "(cats"], sleep=RecordingSleep()) == ts.EXIT_USAGE
-    assert capsys.readouterr().err == ("twitter-stream.py: X did not accept the filter rules: "
+    assert ts.main(["--filter", "(cats"], sleep=RecordingSleep()) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == ("twitter-stream.py: error: X did not accept the filter rules: "
                                        "UnprocessableEntity: Unbalanced parentheses (at position 1): "
                                        "rule '(cats'\n")
     assert api.stream_requests() == [] and api.rules == {}
+
+
+def test_hostile_lines_on_the_stream_are_skipped_and_it_reads_on(api, live_env, bootstrap_servers, topic, capsys,
+                                                                 caplog):
+    tweets = api.tweets(6)
+    api.expect([Tweets(tweets[:2]), Raw(DEEP + b"\r\n"), Tweets(tweets[2:4]),
+                Raw(big_tweet(7, 5_000_000) + b"\r\n"), Raw(big_tweet(8, 1_200_000) + b"\r\n"),
+                Tweets(tweets[4:]), Hold()])
+    sleep = RecordingSleep()
+    assert ts.main(["--max-tweets", "6"], sleep=sleep) == cli.EXIT_OK
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 6), tweets, "sample")
+    assert sleep.delays == []
+    err = capsys.readouterr().err
+    assert "published 6 of 6 tweets" in err and "skipped 3 (2 too large), reconnects 0)" in err
+    assert "recursion depth" in caplog.text and "longer than 2,097,152 bytes" in caplog.text
+
+
+def test_a_complete_line_is_published_at_once_whatever_the_framing(api, live_env, bootstrap_servers, topic):
+    """Not chunk-encoded, a tweet followed by a pause waited for 512 bytes more, then counted as
+    a stall."""
+    first, second = api.tweets(2)
+    api.expect([Unchunked(first + b"\r\n", length=len(first) + 1000, hold=30)],  # more promised
+               [Unchunked(second + b"\r\n", length=None, hold=30)])  # a body that ends at close
+    for tweet in (first, second):
+        sleep = RecordingSleep()
+        started = time.monotonic()
+        assert ts.main(["--max-tweets", "1", "--stall-timeout", "10"], sleep=sleep) == cli.EXIT_OK
+        assert time.monotonic() - started < 5 and sleep.delays == []
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 2), [first, second], "sample")
+
+
+def test_a_body_that_cannot_be_decoded_is_a_reason_to_reconnect(api, live_env, bootstrap_servers, topic, caplog,
+                                                                capsys):
+    tweets = api.tweets(3)
+    garbage = b"\x1f\x8b\x08\x00 this is not gzip at all " * 20
+    api.expect([Unchunked(garbage, length=len(garbage), headers={"Content-Encoding": "gzip"})],
+               [Unchunked(gzip.compress(b"".join(tweet + b"\r\n" for tweet in tweets[:2])),
+                          headers={"Content-Encoding": "gzip"})],  # gzip that is gzip works
+               [Tweets(tweets[2:]), Hold()])
+    sleep = RecordingSleep()
+    assert ts.main(["--max-tweets", "3"], sleep=sleep) == cli.EXIT_OK  # was a ContentDecodingError traceback
+    assert sleep.delays == [0.25, 0]  # network schedule; then a clean close after tweets
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 3), tweets, "sample")
+    assert "the connection broke (DecodeError" in caplog.text and "Traceback" not in capsys.readouterr().err
+
+
+def test_clean_closes_in_a_row_back_off(api, live_env, bootstrap_servers, topic):
+    """A stream that closed cleanly after each tweet was reconnected ~21 times a second."""
+    tweets = api.tweets(8)
+    api.expect(*[[Tweets([tweet])] for tweet in tweets[:5]], [Tweets(tweets[5:]), Hold()])
+    sleep = RecordingSleep()
+    assert ts.main(["--max-tweets", "8"], sleep=sleep) == cli.EXIT_OK
+    assert sleep.delays == [0, 0.25, 0.5, 0.75, 1.0]
+    assert_published(kafkatools.read_all(bootstrap_servers, topic, 8), tweets, "sample")
+
+
+def test_an_error_body_that_echoes_the_token_never_shows_it(api, live_env, capsys, caplog):
+    echo = {"title": "Unauthorized", "detail": f"Authorization: Bearer {TOKEN} is not valid"}
+    api.expect([Status(503, echo)], [Status(401, echo)])
+    sleep = RecordingSleep()
+    assert ts.main([], sleep=sleep) == cli.EXIT_ERROR
+    assert sleep.delays == [5]
+    out, err = capsys.readouterr()
+    summary, error = err.splitlines(keepends=True)
+    assert summary.startswith("published 0 of 0 tweets") and summary.endswith("reconnects 1)\n")
+    assert error == ("twitter-stream.py: error: X rejected the bearer token (HTTP 401): check TWITTER_BEARER_TOKEN "
+                   "in .env; it must be your app's Bearer Token. X says: Unauthorized: Authorization: Bearer "
+                   "******** is not valid\n")
+    assert TOKEN not in out + err + caplog.text and "Bearer ******** is not valid" in caplog.text
 
 
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
