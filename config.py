@@ -34,6 +34,7 @@ ENV_FILE = Path(__file__).resolve().with_name(".env")
 # "localhost": localhost may resolve to ::1 first, where the broker does not listen.
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 DEFAULT_TOPIC = "sample"
+DEFAULT_TWEETS_TOPIC = "tweets"  # twitter-stream.py's: tweets in a topic of their own
 DEFAULT_GROUP_ID = "tutorial"
 DEFAULT_TWITTER_API_URL = "https://api.x.com"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -89,6 +90,7 @@ class Secret:
 class Settings:
     bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     topic: str = DEFAULT_TOPIC
+    tweets_topic: str = DEFAULT_TWEETS_TOPIC
     group_id: str = DEFAULT_GROUP_ID
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
@@ -156,6 +158,7 @@ def load(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_F
             get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP_SERVERS, "KAFKA_BOOTSTRAP_SERVERS"
         ),
         topic=check_topic(get("KAFKA_TOPIC") or DEFAULT_TOPIC, "KAFKA_TOPIC"),
+        tweets_topic=check_topic(get("TWITTER_TOPIC") or DEFAULT_TWEETS_TOPIC, "TWITTER_TOPIC"),
         group_id=get("KAFKA_GROUP_ID") or DEFAULT_GROUP_ID,
         security_protocol=protocol,
         sasl_mechanism=mechanism,
@@ -241,7 +244,8 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def add_common_arguments(parser: argparse.ArgumentParser,
+                         topic_help: str = f"env KAFKA_TOPIC, default {DEFAULT_TOPIC!r}") -> None:
     """The flags every script has, named as in Kafka's console tools."""
     parser.add_argument(
         "--bootstrap-server",
@@ -253,7 +257,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--topic",
         type=_topic_argument,
-        help=f"topic to use (env KAFKA_TOPIC, default {DEFAULT_TOPIC!r})",
+        help=f"topic to use ({topic_help})",
     )
     parser.add_argument(
         "--log-level",

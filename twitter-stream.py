@@ -6,7 +6,7 @@ it: key = tweet id, value = the JSON line (`data` with its `includes`). --replay
 a recorded stream through the same code and needs no X account:
 
     $ python twitter-stream.py --replay --max-tweets 50
-    published 50 of 50 tweets to 'sample' in 0.1 s (441 tweets/s; failed 0, skipped 0, reconnects 0)
+    published 50 of 50 tweets to 'tweets' in 0.1 s (441 tweets/s; failed 0, skipped 0, reconnects 0)
 
     $ python twitter-stream.py
     twitter-stream.py: error: TWITTER_BEARER_TOKEN is not set: copy your app's Bearer Token from https://developer.x.com into .env as TWITTER_BEARER_TOKEN=... (or try --replay, which needs no token)
@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] | None
          clock: Callable[[], float] = time.monotonic) -> int:
     args = parse_args(argv)
     with cli.Run(PROG, args.log_level) as run:  # Ctrl-C, SIGTERM, one-line errors: see cli.py
-        settings = run.settings = config.load().override(bootstrap_servers=args.bootstrap_server,
-                                                         topic=args.topic)
+        settings = config.load()  # tweets go to a topic of their own: "tweets" (TWITTER_TOPIC)
+        settings = run.settings = settings.override(bootstrap_servers=args.bootstrap_server,
+                                                    topic=args.topic or settings.tweets_topic)
         check_source(args, settings)  # a token, or a file to replay: before we wait for Kafka
         run.connecting(f"Kafka at {settings.bootstrap_servers}", config.BOOTSTRAP_TIMEOUT_S)
 
@@ -666,7 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stall-timeout", type=cli.seconds_type, default=STALL_TIMEOUT_S, metavar="SECONDS",
                         help=f"reconnect when neither a tweet nor a keep-alive came for this long "
                         f"(default {STALL_TIMEOUT_S}; X sends a keep-alive every 20 s)")
-    config.add_common_arguments(parser)
+    config.add_common_arguments(
+        parser, topic_help=f"env TWITTER_TOPIC, default {config.DEFAULT_TWEETS_TOPIC!r}")
     return parser
 
 

@@ -150,5 +150,6 @@ def test_a_python_without_the_packages_says_what_to_do(script, tmp_path):
                             text=True, timeout=30, env={"PATH": os.environ.get("PATH", "")})
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"{script}: error: this Python ({bare_python}) lacks the package 'kafka': run "
+        f"{script}: error: this Python ({bare_python}) lacks the package "
+        f"'{'requests' if script == 'twitter-stream.py' else 'kafka'}': run "
         f"'source .venv/bin/activate' first (or 'make install')")

@@ -11,9 +11,11 @@ How the README marks what runs:
   terminal's echo of Ctrl-C) goes, and the test's topic and group read as `sample` and
   `tutorial`. A line `...` stands for lines left out. Any other fence (```console, ```json,
   ```dotenv, ```mermaid, a ```text block after prose) is shown only.
-- A ```python block is run the same way, as `python -` with the block on stdin, after two
-  replacements that point it at the test broker: 127.0.0.1:9092 becomes the test broker's
-  address, and the topic "greetings" a fresh topic.
+- A ```python block is run the same way, as `python -` with the block on stdin; in it
+  127.0.0.1:9092 becomes the test broker's address.
+- Topics the README names (README_TOPICS: "greetings", "tweets", "trends", as `"name"` in
+  Python or after `--topic`/`--output-topic` in a command) become fresh topics, and read as
+  their README names in the output.
 - An HTML comment on the line before a ```bash block changes how it runs:
     <!-- readme-test: skip (reason) -->           not run; the reason is required
     <!-- readme-test: exit N -->                  must exit with N instead of 0
@@ -54,7 +56,9 @@ NUMBER = re.compile(r"\d+(?:[.,]\d+)*")  # 7, 0.43, 2,411, and so 127.0.0.1 too
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 INTERRUPTED = 130
 RUNNABLE = ("bash", "python")
-PYTHON_BROKER, PYTHON_TOPIC = "127.0.0.1:9092", '"greetings"'
+PYTHON_BROKER = "127.0.0.1:9092"
+README_TOPICS = ("greetings", "tweets", "trends")
+NAMED_TOPIC = re.compile(r'(--topic[ =]|--output-topic[ =]|")(%s)\b' % "|".join(README_TOPICS))
 OWN_NODES_MAX = 3  # the "own kafka" blocks start at most this many nodes (two ports each)
 
 
@@ -162,11 +166,13 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers, tmp_path):
 
 def run_blocks(env: dict[str, str], own_env: dict[str, str], names: dict[str, str]) -> int:
     ran = 0
-    greetings = kafkatools.unique_topic("greetings")
+    fresh = {name: kafkatools.unique_topic(name) for name in README_TOPICS}
+    env = dict(env, TWITTER_TOPIC=fresh["tweets"])
+    names = {**names, **{topic: name for name, topic in fresh.items()}}
     for block in blocks(README.read_text()):
+        block.code = NAMED_TOPIC.sub(lambda match: match[1] + fresh[match[2]], block.code)
         if block.code.startswith("python - <<'README_PY'"):
-            block.code = block.code.replace(PYTHON_BROKER, env["KAFKA_BOOTSTRAP_SERVERS"]).replace(
-                PYTHON_TOPIC, f'"{greetings}"')
+            block.code = block.code.replace(PYTHON_BROKER, env["KAFKA_BOOTSTRAP_SERVERS"])
         where = f"README.md line {block.line}: {block.code!r}"
         directive = block.directive or ""
         if directive.startswith("skip"):

@@ -29,6 +29,7 @@ from kafka.future import Future
 
 import cli
 
+import config
 import kafkatools
 from scripts import load_script
 from fake_x_api import (OPERATIONAL_DISCONNECT, Drop, FakeXApi, Hold, KeepAlive, Raw, Stall, Status,
@@ -510,7 +511,7 @@ def test_a_signal_while_kafka_holds_back_ends_the_wait_and_reports(tmp_path, mon
     err = capsys.readouterr().err
     assert producers[0].sent == 3
     assert "waiting up to 10 s for Kafka to acknowledge 3 record(s)" in err
-    assert ("published 0 of 3 tweets to 'sample'" in err
+    assert ("published 0 of 3 tweets to 'tweets'" in err
             and "; 3 not acknowledged: may or may not be in the topic\n" in err)
 
 
@@ -694,3 +695,11 @@ def test_a_signal_stops_reading_flushes_and_reports(signum, exit_code, api, live
     assert "Traceback" not in err and "connected to" in err
     assert TOKEN not in out + err
     assert_published(kafkatools.read_all(bootstrap_servers, topic, 5), tweets, "sample")
+
+
+def test_tweets_go_to_a_topic_of_their_own_by_default(monkeypatch):
+    monkeypatch.delenv("TWITTER_TOPIC", raising=False)
+    assert config.load({}, env_file=None).tweets_topic == "tweets"
+    assert config.load({"TWITTER_TOPIC": "x-stream"}, env_file=None).tweets_topic == "x-stream"
+    with pytest.raises(config.ConfigError, match="TWITTER_TOPIC"):
+        config.load({"TWITTER_TOPIC": "no/slash"}, env_file=None)
