@@ -49,6 +49,7 @@ with cli.needs_packages("producer.py"):  # a Python without kafka-python gets on
     import config
 
 PROG = "producer.py"
+COMPRESSION_TYPES = ("gzip", "snappy", "lz4", "zstd")  # what Kafka offers
 TOPIC_PARTITIONS = 3  # enough to see keys spread over partitions, each key in order within one
 
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             # batch instead of once per event: ~2x the events/s (see README "Performance").
             linger_ms=5,
             batch_size=256 * 1024,
+            compression_type=args.compression,  # None: uncompressed (see --help)
         )
         run.connected()
 
@@ -298,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "error and is not sent")
     parser.add_argument("--quiet", action="store_true",
                         help="print only the summary, not every delivery")
+    parser.add_argument("--compression", choices=COMPRESSION_TYPES, metavar="CODEC",
+                        help=f"compress each batch: {', '.join(COMPRESSION_TYPES)} (default: none; "
+                        "as kafka-console-producer's --compression-codec). Every consumer of the "
+                        "topic needs the codec too")
     return parser
 
 

@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] | None
             # wakes once per thousand tweets, not once per tweet: ~2x the tweets/s.
             linger_ms=20,
             batch_size=512 * 1024,
+            compression_type=args.compression,  # None: uncompressed (see --help)
         )
         run.connected()
 
@@ -664,6 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"expansions X should send (default {DEFAULT_EXPANSIONS})")
     parser.add_argument("--user-fields", default=DEFAULT_USER_FIELDS, metavar="FIELDS",
                         help=f"user.fields of the expanded users (default {DEFAULT_USER_FIELDS})")
+    parser.add_argument("--compression", choices=("gzip", "snappy", "lz4", "zstd"), metavar="CODEC",
+                        help="compress each batch: gzip, snappy, lz4 or zstd (default: none); "
+                        "every consumer of the topic needs the codec too")
     parser.add_argument("--stall-timeout", type=cli.seconds_type, default=STALL_TIMEOUT_S, metavar="SECONDS",
                         help=f"reconnect when neither a tweet nor a keep-alive came for this long "
                         f"(default {STALL_TIMEOUT_S}; X sends a keep-alive every 20 s)")

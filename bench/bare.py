@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import cli  # noqa: E402
 import config  # noqa: E402
 
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
@@ -52,20 +53,22 @@ def read_records(path: Path) -> list[tuple[bytes, bytes]]:
 
 
 def produce(bootstrap: str, topic: str, count: int, records: list[tuple[bytes, bytes]],
-            rate: float | None = None, **tuning) -> int:
+            rate: float | None = None, headers: bool = False, **tuning) -> int:
     """Send ``count`` records (cycling through ``records``); return how many failed."""
     settings = config.load().override(bootstrap_servers=bootstrap)
     producer = KafkaProducer(**config.connection_kwargs(settings), acks="all", enable_idempotence=True,
                              **tuning)
     began = time.perf_counter()
     futures = []
+    clock = cli.UtcClock()  # with --headers: the received_at header twitter-stream.py sends
     try:
         for number, (key, value) in enumerate(itertools.islice(itertools.cycle(records), count)):
             if rate:  # the n-th record goes out n/rate seconds after the start
                 ahead = began + number / rate - time.perf_counter()
                 if ahead > 0:
                     time.sleep(ahead)
-            futures.append(producer.send(topic, value=value, key=key or None))
+            futures.append(producer.send(topic, value=value, key=key or None, headers=[
+                (b"source", b"replay"), ("received_at", clock.now().encode())] if headers else None))
         producer.flush()
     finally:
         producer.close()
@@ -112,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     producer.add_argument("--rate", type=float, help="records per second (default: as fast as it goes)")
     producer.add_argument("--linger-ms", type=int, help="KafkaProducer linger_ms (default: kafka-python's)")
     producer.add_argument("--batch-size", type=int, help="KafkaProducer batch_size (default: kafka-python's)")
+    producer.add_argument("--headers", action="store_true",
+                          help="send twitter-stream.py's two headers (source, received_at) with each record")
     producer.add_argument("--compression", choices=("gzip", "snappy", "lz4", "zstd"),
                           help="KafkaProducer compression_type (default: none)")
     consumer.add_argument("--group", default="bench-bare", help="consumer group (default bench-bare)")
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   ("compression_type", options.compression))
                   if value is not None}
         failed = produce(options.bootstrap_server, options.topic, options.count, records,
-                         options.rate, **tuning)
+                         options.rate, options.headers, **tuning)
         return EXIT_ERROR if failed else EXIT_OK
     except KafkaError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

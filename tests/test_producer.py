@@ -377,3 +377,12 @@ def test_sigterm_while_the_broker_does_not_answer_waits_at_most_10_s(tmp_path):
         assert not any("Traceback" in line or "Exception ignored" in line for line in script.stderr)
     finally:
         cluster.stop(data_dir=tmp_path / "kafka")
+
+
+@pytest.mark.broker
+def test_compressed_batches_arrive_whole(bootstrap_servers, topic, capsys):
+    status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
+                                "--count", "50", "--compression", "gzip", "--quiet")
+    assert status == 0 and summary(err) == (50, 50, 0, 0, 0)
+    records = kafkatools.read_all(bootstrap_servers, topic, expected=50)
+    assert len(records) == 50 and all(json.loads(r.value)["event_id"] for r in records)

@@ -85,7 +85,7 @@ def live_env(monkeypatch, api, bootstrap_servers, topic):
     monkeypatch.setenv("TWITTER_API_URL", api.url)
     monkeypatch.setenv("TWITTER_BEARER_TOKEN", TOKEN)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap_servers)
-    monkeypatch.setenv("KAFKA_TOPIC", topic)
+    monkeypatch.setenv("TWITTER_TOPIC", topic)  # where twitter-stream.py publishes by default
     return dict(os.environ)
 
 
@@ -307,7 +307,7 @@ def test_producer_tuning_is_what_main_passes_to_the_producer(monkeypatch, capsys
     monkeypatch.setattr(ts, "KafkaProducer", producer)
     assert ts.main(["--replay"]) == cli.EXIT_ERROR
     assert calls[0].items() >= {**ts.PRODUCER_TUNING, "acks": "all", "enable_idempotence": True}.items()
-    assert capsys.readouterr().err == "twitter-stream.py: error: KafkaConnectionError: KafkaConnectionError: no broker\n"
+    assert capsys.readouterr().err == "twitter-stream.py: error: KafkaConnectionError: no broker\n"
 
 
 # --- the command line -----------------------------------------------------------------------
