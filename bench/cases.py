@@ -491,8 +491,7 @@ def stream_blocks(lines: list[bytes], count: int) -> list[bytes]:
 def twitter(ctx: Context) -> list[Row]:
     count = ctx.count(TWEETS)
     case = f"4. twitter-stream.py, {count:,} tweets, acks=all"
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fake_x_api import FakeXApi, Raw  # the tests' real HTTP fake of X's stream
+    from testkit.fake_x_api import FakeXApi, Raw  # the tests' real HTTP fake of X's stream
 
     input_file, lines = tweets_file(ctx)
     blocks = stream_blocks(lines, count)
@@ -544,7 +543,7 @@ def twitter(ctx: Context) -> list[Row]:
                         None if math.isnan(same) else same >= TWITTER_TARGET)])
     tweet_bytes = statistics.fmean(len(line) for line in lines)
     ctx.note(f"twitter-stream.py: the shipped sample's {len(lines)} tweets ({tweet_bytes:.0f} bytes each on "
-             f"average), in a cycle. Live: the tests' fake X API (tests/fake_x_api.py, a real local HTTP "
+             f"average), in a cycle. Live: the tests' fake X API (testkit/fake_x_api.py, a real local HTTP "
              f"server) writes them as fast as it can, in chunked ~64 KB blocks; --replay reads "
              f"data/sample-stream.jsonl itself (whose malformed line and error object are logged and skipped "
              f"on each pass). Whole-command wall time (Python start and Kafka connect included), "

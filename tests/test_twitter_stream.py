@@ -1,7 +1,7 @@
 """twitter-stream.py: pure helpers, the CLI, and the whole path from a (fake, but real HTTP)
 X API through the script into the real broker.
 
-The fake X API (tests/fake_x_api.py) is a local HTTP server reached through TWITTER_API_URL.
+The fake X API (testkit/fake_x_api.py) is a local HTTP server reached through TWITTER_API_URL.
 Tests that reconnect call main() in-process with a recording ``sleep``, so a 60 s backoff is
 asserted, not waited for.
 """
@@ -32,8 +32,8 @@ import cli
 import config
 import kafkatools
 from scripts import load_script
-from fake_x_api import (OPERATIONAL_DISCONNECT, Drop, FakeXApi, Hold, KeepAlive, Raw, Stall, Status,
-                        Tweets, Unchunked)
+from testkit.fake_x_api import (OPERATIONAL_DISCONNECT, Drop, FakeXApi, Hold, KeepAlive, Raw, Stall,
+                                Status, Tweets, Unchunked)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "twitter-stream.py"
