@@ -12,11 +12,10 @@ once for producer.py, consumer.py, twitter-stream.py and trends.py:
   for them: without end normally, for at most ``GRACE_S`` after a signal.
 - small helpers: ``printable()`` text, ``Pacer`` for ``--rate``, argparse number types.
 
-    >>> with Run("demo.py") as run:
-    ...     raise Failure("the topic is gone")
-    demo.py: error: the topic is gone
-    >>> run.exit_code
-    1
+    def main(argv=None) -> int:
+        with cli.Run("demo.py") as run:      # on stderr: "demo.py: error: the topic is gone"
+            raise cli.Failure("the topic is gone")
+        return run.exit_code                 # 1
 """
 
 from __future__ import annotations
