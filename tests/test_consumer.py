@@ -353,3 +353,23 @@ def test_a_reader_that_goes_away_ends_it_quietly(bootstrap_servers, topic):
     assert [TEXT_LINE.fullmatch(line)[5] for line in result.stdout.splitlines()] == ["0", "1"]
     assert result.returncode == 141  # pipefail: consumer.py's status, 128 + SIGPIPE as a C tool's
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.sampled_from(["data", "text", "includes", "users", "id",
+                                                              "author_id", "username"]), inner, max_size=4),
+                           max_leaves=12)
+
+
+@given(st.one_of(
+    json_values.map(lambda value: json.dumps({"data": value}).encode()),
+    st.integers(1, 3000).map(lambda depth: b'{"data": ' + b"[" * depth + b"]" * depth + b"}"),
+    st.integers(1, 3000).map(lambda depth: b'{"data": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"),
+    st.binary(max_size=200).map(lambda tail: b'{"data"' + tail)))
+def test_any_value_that_looks_like_a_tweet_shows_on_one_line(value):
+    shown = consumer.show_value(value)
+    assert shown.isprintable()
+    tweet = consumer.tweet_line(value)  # never raises, however deep the nesting
+    # A tweet as '@user: text'; anything else exactly as stored.
+    assert shown == (cli.printable(tweet) if tweet is not None else cli.show_bytes(value))
