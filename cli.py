@@ -87,6 +87,7 @@ class Run:
         self.log_level = log_level
         self.err = err or sys.stderr
         self.signal: int | None = None
+        self.stopped_at: float | None = None  # when the first signal came (time.monotonic())
         self.reader_is_gone = False  # stdout's reader went away (| head): stop, quietly
         self.impatient = False  # a second signal: stop waiting for anything
         self.exit_code = EXIT_OK
@@ -150,7 +151,7 @@ class Run:
         if self.signal is not None:
             self.impatient = True
             return
-        self.signal = signum
+        self.signal, self.stopped_at = signum, time.monotonic()
         if self._interruptible:
             self._interruptible = False
             raise Interrupted(signum)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import sys
 import time
 import uuid
@@ -38,12 +39,16 @@ import cli
 with cli.needs_packages("consumer.py"):  # a Python without kafka-python gets one line, not a traceback
     from kafka import KafkaConsumer
     from kafka.consumer.fetcher import ConsumerRecord
+    from kafka.errors import KafkaTimeoutError
     from kafka.structs import OffsetAndMetadata
 
     import config
 
 PROG = "consumer.py"
+log = logging.getLogger("consumer")
 POLL_MS = 200  # how long one poll() may wait: also how soon we notice Ctrl-C or --timeout-ms
+CLOSE_MS = 5_000
+COMMIT_S, COMMIT_AFTER_SIGNAL_S = 30, 5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
                 printed = consume(consumer, render, sys.stdout, run, max_messages=args.max_messages,
                                   timeout_ms=args.timeout_ms, commit=commit)
         finally:
-            consumer.close(autocommit=False)  # leave the group; each batch is committed already
+            # Leave the group (each batch is committed already), waiting at most 5 s for a
+            # broker that does not answer (kafka-python's default: 30 s).
+            consumer.close(autocommit=False, timeout_ms=CLOSE_MS)
         run.say(f"Processed a total of {printed} messages")
     return run.exit_code
 
@@ -114,9 +121,28 @@ def consume(consumer: KafkaConsumer, render: Callable[[ConsumerRecord], str], ou
         # 3. At-least-once: commit only what has been printed, after it was printed. A crash
         #    in between shows these records again next time; none is ever skipped.
         if commit:
-            consumer.commit(offsets)
+            commit_printed(consumer, offsets, run)  # consumer.commit(offsets), see below
         quiet_since = time.monotonic()
     return printed
+
+
+def commit_printed(consumer: KafkaConsumer, offsets: dict, run: cli.Run) -> None:
+    """consumer.commit(offsets), in steps of a second so that Ctrl-C is noticed while a broker
+    does not answer: 30 s in all (kafka-python's request timeout), at most 5 s after a signal.
+    An offset left uncommitted after a signal only means its records show again next time."""
+    deadline = time.monotonic() + COMMIT_S
+    while True:
+        try:
+            return consumer.commit(offsets, timeout_ms=1000)
+        except KafkaTimeoutError:
+            if run.stopping:
+                deadline = min(deadline, (run.stopped_at or time.monotonic()) + COMMIT_AFTER_SIGNAL_S)
+            if time.monotonic() >= deadline or run.impatient:
+                if not run.stopping:
+                    raise
+                log.warning("Kafka did not answer the last commit: the records printed since the "
+                            "one before will show again next time")
+                return
 
 
 def wait_for_topic(consumer: KafkaConsumer, topic: str, run: cli.Run, timeout_ms: int | None) -> bool:

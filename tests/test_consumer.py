@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import given, strategies as st
@@ -127,7 +129,7 @@ class OverEagerConsumer:
     def poll(self, timeout_ms, max_records=None):
         return self.batches.pop(0) if self.batches else {}
 
-    def commit(self, offsets):
+    def commit(self, offsets, timeout_ms=None):
         self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
 
 
@@ -373,3 +375,33 @@ def test_any_value_that_looks_like_a_tweet_shows_on_one_line(value):
     tweet = consumer.tweet_line(value)  # never raises, however deep the nesting
     # A tweet as '@user: text'; anything else exactly as stored.
     assert shown == (cli.printable(tweet) if tweet is not None else cli.show_bytes(value))
+
+
+@pytest.mark.broker
+def test_ctrl_c_while_the_broker_does_not_answer_ends_within_seconds(tmp_path):
+    from broker import cluster
+
+    kafka = cluster.start(data_dir=tmp_path / "kafka", port=cluster.free_port())
+    pid = kafka.nodes[0].pid
+    try:
+        topic = kafkatools.create_topic(kafka.bootstrap, kafkatools.unique_topic())
+        send(kafka.bootstrap, topic, {"value": b"one"})
+        script = start_script("consumer.py", "--topic", topic, "--group", kafkatools.unique_topic("g"),
+                              env=script_env(kafka.bootstrap))
+        script.wait_for_stdout(1)
+        os.kill(pid, signal.SIGSTOP)  # the broker stops answering; its connections stay open
+        try:
+            script.process.send_signal(signal.SIGINT)
+            began = time.monotonic()
+            assert script.finish(timeout_s=30) == 130
+            took = time.monotonic() - began
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert took < 8, took  # leaving the group waits at most 5 s (kafka-python's default: 30)
+        # If the broker stopped before the commit of the printed record, it says so.
+        assert script.stderr[-1] == "Processed a total of 1 messages"
+        assert script.stderr[:-1] in ([], [
+            "WARNING consumer: Kafka did not answer the last commit: the records printed since "
+            "the one before will show again next time"])
+    finally:
+        cluster.stop(data_dir=tmp_path / "kafka")
