@@ -14,6 +14,11 @@ How the README marks what runs:
 - A ```python block is run the same way, as `python -` with the block on stdin, after two
   replacements that point it at the test broker: 127.0.0.1:9092 becomes the test broker's
   address, and the topic "greetings" a fresh topic.
+- A ```bash block gets the same kind of replacements, for commands that take the broker, the
+  topic or the group as arguments (python -m kafka.admin has no environment variables):
+  127.0.0.1:9092 becomes the test broker's address, and the words `sample` and `tutorial`
+  (whole words, not part of a file name such as data/sample-stream.jsonl) the test's topic
+  and group, the reverse of the masking of the output.
 - An HTML comment on the line before a ```bash block changes how it runs:
     <!-- readme-test: skip (reason) -->           not run; the reason is required
     <!-- readme-test: exit N -->                  must exit with N instead of 0
@@ -46,6 +51,7 @@ UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 INTERRUPTED = 130
 RUNNABLE = ("bash", "python")
 PYTHON_BROKER, PYTHON_TOPIC = "127.0.0.1:9092", '"greetings"'
+SHOWN_NAME = r"(?<![\w./-]){}(?![\w/.-])"  # `sample`, not data/sample-stream.jsonl or sample.py
 
 
 @dataclass
@@ -130,6 +136,13 @@ def test_masking_keeps_the_words_and_drops_what_varies():
     assert missing_lines(["key=alice"], ["key=bob"], names) == ["key=alice"]
 
 
+def test_shown_names_in_commands_are_whole_words():
+    command = "kafka.admin -t sample -p sample:0 -g tutorial --replay data/sample-stream.jsonl"
+    for real, shown in {"test-1a2b": "sample", "group-3c": "tutorial"}.items():
+        command = re.sub(SHOWN_NAME.format(shown), real, command)
+    assert command == "kafka.admin -t test-1a2b -p test-1a2b:0 -g group-3c --replay data/sample-stream.jsonl"
+
+
 @pytest.mark.broker
 def test_the_readme_commands_work_as_shown(bootstrap_servers):
     topic, group = kafkatools.unique_topic("readme"), kafkatools.unique_topic("readme-group")
@@ -146,6 +159,10 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers):
         if block.code.startswith("python - <<'PY'"):
             block.code = block.code.replace(PYTHON_BROKER, bootstrap_servers).replace(
                 PYTHON_TOPIC, f'"{greetings}"')
+        else:
+            block.code = block.code.replace(PYTHON_BROKER, bootstrap_servers)
+            for real, shown in names.items():
+                block.code = re.sub(SHOWN_NAME.format(shown), real, block.code)
         where = f"README.md line {block.line}: {block.code!r}"
         directive = block.directive or ""
         if directive.startswith("skip"):
