@@ -8,8 +8,8 @@ How the README marks what runs:
 - The ```text block right after it (only blank lines between) is its output: every line of it
   must appear in what the commands printed (stdout and stderr), after masking what differs
   from run to run: numbers (also 2,411 or 0.43) become 0, UUIDs <uuid>, a leading ^C (the
-  terminal's echo of Ctrl-C) goes, and the test's topic and group read as `sample` and
-  `tutorial`. A line `...` stands for lines left out. Any other fence (```console, ```json,
+  terminal's echo of Ctrl-C) goes, runs of spaces count as one, and the test's topic and
+  group read as `sample` and `tutorial`. A line `...` stands for lines left out. Any other fence (```console, ```json,
   ```dotenv, ```mermaid, a ```text block after prose) is shown only.
 - A ```python block is run the same way, as `python -` with the block on stdin, after two
   replacements that point it at the test broker: 127.0.0.1:9092 becomes the test broker's
@@ -98,7 +98,8 @@ def mask(line: str, names: dict[str, str]) -> str:
     for real, shown in names.items():
         line = line.replace(real, shown)
     line = UUID.sub("<uuid>", line.removeprefix("^C"))
-    return NUMBER.sub("0", line).rstrip()
+    # Runs of spaces count as one: pprint (python -m kafka.admin) indents by a name's length.
+    return " ".join(NUMBER.sub("0", line).split())
 
 
 def missing_lines(shown: list[str], printed: list[str], names: dict[str, str]) -> list[str]:
