@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -219,3 +220,23 @@ def test_at_least_once_overcounts_after_a_kill(bootstrap_servers, capsys):
     assert overcount >= 0
     report(capsys, f"at-least-once: {overcount} hashtags counted twice after 3 kill -9 "
                    f"({sum(expected.values())} in the tweets, {sum(counted.values())} counted)")
+
+
+def test_unreachable_broker_is_one_line(capsys):
+    from scripts import closed_port
+
+    assert trends.main(["--bootstrap-server", f"127.0.0.1:{closed_port()}"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("waiting for Kafka at 127.0.0.1:")  # said after 1.5 s
+    assert lines[1].startswith("trends.py: error: cannot reach Kafka at 127.0.0.1:") and len(lines) == 2
+
+
+def test_ctrl_c_stops_it_cleanly_with_its_summary(bootstrap_servers, make_topic):
+    tweets, output = make_topic(1), kafkatools.unique_topic("trends")
+    counter = start_script("trends.py", "--topic", tweets, "--output-topic", output, "--group", output,
+                           env=script_env(bootstrap_servers))
+    wait_for(lambda: any("restored 0 counts" in line for line in counter.stderr), 30,
+             what="trends.py to start counting")
+    counter.process.send_signal(signal.SIGINT)
+    assert counter.finish() == 130
+    assert counter.stderr[-1] == "trends.py: counted 0 tweets (0 hashtags) in 0 transactions; skipped 0"
