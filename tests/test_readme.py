@@ -9,8 +9,9 @@ How the README marks what runs:
   must appear in what the commands printed (stdout and stderr), after masking what differs
   from run to run: numbers (also 2,411 or 0.43) become 0, UUIDs <uuid>, a leading ^C (the
   terminal's echo of Ctrl-C) goes, runs of spaces count as one, and the test's topic and
-  group read as `sample` and `tutorial`. A line `...` stands for lines left out. Any other fence (```console, ```json,
-  ```dotenv, ```mermaid, a ```text block after prose) is shown only.
+  group read as `sample` and `tutorial`. A line `...` stands for lines left out. Any other
+  fence (```console, ```json, ```dotenv, ```mermaid, a ```text block after prose) is shown
+  only.
 - A ```python block is run the same way, as `python -` with the block on stdin, after two
   replacements that point it at the test broker: 127.0.0.1:9092 becomes the test broker's
   address, and the topic "greetings" a fresh topic.
