@@ -15,6 +15,7 @@ import json
 import math
 import os
 import pty
+import re
 import select
 import shutil
 import statistics
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCER = ROOT / "producer.py"
 CONSUMER = ROOT / "consumer.py"
 TWITTER_STREAM = ROOT / "twitter-stream.py"
+TRENDS = ROOT / "trends.py"
 BARE_PY = ROOT / "bench" / "bare.py"
 REPLAY_FILE = ROOT / "data" / "sample-stream.jsonl"
 
@@ -43,6 +45,8 @@ LATENCY_DURATION_S = 30
 LATENCY_WARMUP_S = 1  # the first second's events (connections, metadata) are left out
 TWEETS = 100_000
 TUNING_EVENTS = 50_000
+TRENDS_TWEETS = 20_000
+TRENDS_IDLE_MS = 1_000  # trends.py --timeout-ms: it stops after this long without a tweet
 
 # Targets (reported next to the figures, never asserted).
 PRODUCER_TARGET = 1.0  # × the bare kafka-python loop with kafka-python's defaults (what a reader writes)
@@ -603,6 +607,53 @@ def broker_start(ctx: Context) -> list[Row]:
     return [Row("5. broker start to ready (jars cached)", "python -m broker start, fresh data dir", "s", times)]
 
 
+# ---- 7. trends.py: exactly once vs at-least-once -------------------------------------------
+
+def trends(ctx: Context) -> list[Row]:
+    """trends.py counting the same tweets with transactions and with --at-least-once, each run
+    from the beginning into a new output topic, interleaved."""
+    if missing_script(ctx, TRENDS):
+        return []
+    count = ctx.count(TRENDS_TWEETS)
+    case = f"7. trends.py, {count:,} tweets counted per minute and hashtag"
+    input_file, _ = tweets_file(ctx)
+    tweets = topics.create_topic(ctx.bootstrap, "trends-tweets", partitions=3)
+    if math.isnan(timed(ctx, "trends-fill", bare_producer(ctx, tweets, count, input_file),
+                        timeout=ctx.timeout(count))):
+        return []
+    modes = {"exactly once (transactions)": [], "--at-least-once (no transactions)": ["--at-least-once"]}
+    rates: dict[str, list[float]] = {label: [] for label in modes}
+    for run in range(1, ctx.runs + 1):
+        for number, (label, flags) in enumerate(modes.items(), start=1):
+            output, name = topics.unique_name("trends"), f"trends-{number}-{run}"
+            command = [ctx.python, TRENDS, "--bootstrap-server", ctx.bootstrap, "--topic", tweets,
+                       "--output-topic", output, "--group", output, "--from-beginning",
+                       "--timeout-ms", TRENDS_IDLE_MS, *flags]
+            seconds = timed(ctx, name, command, timeout=ctx.timeout(count))
+            rates[label].append(trends_rate(ctx, name, seconds, count))
+            topics.delete_topics(ctx.bootstrap, [output])
+    topics.delete_topics(ctx.bootstrap, [tweets])
+    rows = [Row(case, f"trends.py, {label}", "tweets/s", values) for label, values in rates.items()]
+    rows[0].ratio = ratio_text(rows[0], rows[1], "at-least-once")
+    ctx.note(f"trends.py: the shipped sample's tweets in a cycle, in a topic of 3 partitions; each run "
+             f"counts all {count:,} from the beginning into a new compacted output topic. The rate is "
+             f"trends.py's own (tweets / time from each poll that returned tweets to its commit), so "
+             f"Python start, restoring and the {TRENDS_IDLE_MS} ms idle wait at the end are left out. "
+             f"A transaction per poll of up to 500 tweets.")
+    return rows
+
+
+def trends_rate(ctx: Context, name: str, seconds: float, expected: int) -> float:
+    """The tweets/s of trends.py's summary line, if it counted all ``expected`` tweets."""
+    if math.isnan(seconds):
+        return math.nan
+    summary = (ctx.out / "logs" / f"{name}.log").read_text(errors="replace")
+    match = re.search(r"counted (\d+) tweets .*?, ([\d,]+) tweets/s", summary)
+    if not match or int(match[1]) != expected:
+        return ctx.fail(f"{name}: did not count {expected} tweets (log: bench/out/logs/{name}.log)")
+    return float(match[2].replace(",", ""))
+
+
 # ---- profiles (--profile) ------------------------------------------------------------------
 
 def profiles(ctx: Context) -> list[Row]:
@@ -646,5 +697,6 @@ CASES: dict[str, Callable[[Context], list[Row]]] = {
     "latency": latency,
     "twitter": twitter,
     "tuning": tuning,
+    "trends": trends,
 }
-TABLE_ORDER = ("produce", "consume", "latency", "twitter", "broker", "tuning")
+TABLE_ORDER = ("produce", "consume", "latency", "twitter", "broker", "tuning", "trends")

@@ -12,7 +12,7 @@
     ...
     bench: wrote bench/out/results-scale-0.1.md (not bench/results.md: a partial or scaled run)
     $ .venv/bin/python -m bench --only nope
-    bench: unknown case 'nope' (cases: broker, produce, consume, latency, twitter, tuning)
+    bench: unknown case 'nope' (cases: broker, produce, consume, latency, twitter, tuning, trends)
 
 Without KAFKA_BOOTSTRAP_SERVERS it starts Apache Kafka with the `broker` package on a free
 port, in bench/out/kafka (git-ignored), and stops and wipes it at the end; with it, it uses

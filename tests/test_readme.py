@@ -8,14 +8,17 @@ How the README marks what runs:
 - The ```text block right after it (only blank lines between) is its output: every line of it
   must appear in what the commands printed (stdout and stderr), after masking what differs
   from run to run: numbers (also 2,411 or 0.43) become 0, UUIDs <uuid>, a leading ^C (the
-  terminal's echo of Ctrl-C) goes, and the test's topic and group read as `sample` and
-  `tutorial`. A line `...` stands for lines left out. Any other fence (```console, ```json,
-  ```dotenv, ```mermaid, a ```text block after prose) is shown only.
-- A ```python block is run the same way, as `python -` with the block on stdin; in it
-  127.0.0.1:9092 becomes the test broker's address.
-- Topics the README names (README_TOPICS: "greetings", "tweets", "trends", as `"name"` in
-  Python or after `--topic`/`--output-topic` in a command) become fresh topics, and read as
-  their README names in the output.
+  terminal's echo of Ctrl-C) goes, runs of spaces count as one, and the test's topic and
+  group read as `sample` and `tutorial`. A line `...` stands for lines left out. Any other
+  fence (```console, ```json, ```dotenv, ```mermaid, a ```text block after prose) is shown
+  only.
+- A ```python block is run the same way, as `python -` with the block on stdin.
+- Commands get the replacements that point them at the test's broker, topics and group (the
+  reverse of the masking of the output; python -m kafka.admin has no environment variables):
+  127.0.0.1:9092 becomes the broker's address; the words `sample` and `tutorial` (whole
+  words, not part of a file name such as data/sample-stream.jsonl) the test's topic and group;
+  and the topics the README names (README_TOPICS: "greetings", "tweets", "trends", as whole
+  words or `"name"` in Python) fresh topics, which read as their README names in the output.
 - An HTML comment on the line before a ```bash block changes how it runs:
     <!-- readme-test: skip (reason) -->           not run; the reason is required
     <!-- readme-test: exit N -->                  must exit with N instead of 0
@@ -58,7 +61,7 @@ INTERRUPTED = 130
 RUNNABLE = ("bash", "python")
 PYTHON_BROKER = "127.0.0.1:9092"
 README_TOPICS = ("greetings", "tweets", "trends")
-NAMED_TOPIC = re.compile(r'(--topic[ =]|--output-topic[ =]|")(%s)\b' % "|".join(README_TOPICS))
+SHOWN_NAME = r"(?<![\w./-]){}(?![\w/.-])"  # `sample`, not data/sample-stream.jsonl or sample.py
 OWN_NODES_MAX = 3  # the "own kafka" blocks start at most this many nodes (two ports each)
 
 
@@ -106,7 +109,8 @@ def mask(line: str, names: dict[str, str]) -> str:
     for real, shown in names.items():
         line = line.replace(real, shown)
     line = UUID.sub("<uuid>", line.removeprefix("^C"))
-    return NUMBER.sub("0", line).rstrip()
+    # Runs of spaces count as one: pprint (python -m kafka.admin) indents by a name's length.
+    return " ".join(NUMBER.sub("0", line).split())
 
 
 def missing_lines(shown: list[str], printed: list[str], names: dict[str, str]) -> list[str]:
@@ -144,6 +148,13 @@ def test_masking_keeps_the_words_and_drops_what_varies():
     assert missing_lines(["key=alice"], ["key=bob"], names) == ["key=alice"]
 
 
+def test_shown_names_in_commands_are_whole_words():
+    command = "kafka.admin -t sample -p sample:0 -g tutorial --replay data/sample-stream.jsonl"
+    for real, shown in {"test-1a2b": "sample", "group-3c": "tutorial"}.items():
+        command = re.sub(SHOWN_NAME.format(shown), real, command)
+    assert command == "kafka.admin -t test-1a2b -p test-1a2b:0 -g group-3c --replay data/sample-stream.jsonl"
+
+
 @pytest.mark.broker
 def test_the_readme_commands_work_as_shown(bootstrap_servers, tmp_path):
     topic, group = kafkatools.unique_topic("readme"), kafkatools.unique_topic("readme-group")
@@ -170,9 +181,11 @@ def run_blocks(env: dict[str, str], own_env: dict[str, str], names: dict[str, st
     env = dict(env, TWITTER_TOPIC=fresh["tweets"])
     names = {**names, **{topic: name for name, topic in fresh.items()}}
     for block in blocks(README.read_text()):
-        block.code = NAMED_TOPIC.sub(lambda match: match[1] + fresh[match[2]], block.code)
-        if block.code.startswith("python - <<'README_PY'"):
-            block.code = block.code.replace(PYTHON_BROKER, env["KAFKA_BOOTSTRAP_SERVERS"])
+        block_env = own_env if block.directive == "own kafka" else env
+        block.code = block.code.replace(PYTHON_BROKER, block_env["KAFKA_BOOTSTRAP_SERVERS"])
+        for real, shown in names.items():
+            if shown in ("sample", "tutorial", *README_TOPICS):
+                block.code = re.sub(SHOWN_NAME.format(shown), real, block.code)
         where = f"README.md line {block.line}: {block.code!r}"
         directive = block.directive or ""
         if directive.startswith("skip"):
