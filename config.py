@@ -35,6 +35,7 @@ ENV_FILE = Path(__file__).resolve().with_name(".env")
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 DEFAULT_TOPIC = "sample"
 DEFAULT_TWEETS_TOPIC = "tweets"  # twitter-stream.py's: tweets in a topic of their own
+DEFAULT_TRENDS_TOPIC = "trends"  # trends.py's counts
 DEFAULT_GROUP_ID = "tutorial"
 DEFAULT_TWITTER_API_URL = "https://api.x.com"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -91,6 +92,7 @@ class Settings:
     bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     topic: str = DEFAULT_TOPIC
     tweets_topic: str = DEFAULT_TWEETS_TOPIC
+    trends_topic: str = DEFAULT_TRENDS_TOPIC
     group_id: str = DEFAULT_GROUP_ID
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
@@ -159,6 +161,7 @@ def load(environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_F
         ),
         topic=check_topic(get("KAFKA_TOPIC") or DEFAULT_TOPIC, "KAFKA_TOPIC"),
         tweets_topic=check_topic(get("TWITTER_TOPIC") or DEFAULT_TWEETS_TOPIC, "TWITTER_TOPIC"),
+        trends_topic=check_topic(get("TRENDS_TOPIC") or DEFAULT_TRENDS_TOPIC, "TRENDS_TOPIC"),
         group_id=get("KAFKA_GROUP_ID") or DEFAULT_GROUP_ID,
         security_protocol=protocol,
         sasl_mechanism=mechanism,

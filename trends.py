@@ -46,7 +46,7 @@ with cli.needs_packages("trends.py"):  # a Python without kafka-python gets one 
     import config
 
 PROG = "trends.py"
-DEFAULT_GROUP, DEFAULT_OUTPUT_TOPIC = "trends", "trends"
+DEFAULT_GROUP = "trends"
 POLL_MS = 200  # how long one poll() may wait: also how soon we notice Ctrl-C or --timeout-ms
 TWEETS_PER_TRANSACTION = 500  # one poll() at most: more per commit is faster, less is fresher
 
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = config.load()  # it reads the tweets where twitter-stream.py puts them
         settings = run.settings = settings.override(bootstrap_servers=args.bootstrap_server,
                                                     topic=args.topic or settings.tweets_topic)
+        args.output_topic = args.output_topic or settings.trends_topic
         exactly_once = not args.at_least_once
         run.connecting(f"Kafka at {settings.bootstrap_servers}", config.BOOTSTRAP_TIMEOUT_S)
 
@@ -408,10 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(Kafka transactions), and write the running counts to a compacted topic.")
     config.add_common_arguments(
         parser, topic_help=f"the tweets: env TWITTER_TOPIC, default {config.DEFAULT_TWEETS_TOPIC!r}")
-    parser.add_argument("--output-topic", default=DEFAULT_OUTPUT_TOPIC, type=topic_argument,
-                        help=f"where the counts go, created compacted if missing (default "
-                        f"{DEFAULT_OUTPUT_TOPIC!r}); it also holds the state a restart resumes "
-                        f"from, so use one per --group")
+    parser.add_argument("--output-topic", type=topic_argument,
+                        help=f"where the counts go, created compacted if missing (env TRENDS_TOPIC, "
+                        f"default {config.DEFAULT_TRENDS_TOPIC!r}); it also holds the state a "
+                        f"restart resumes from, so use one per --group")
     parser.add_argument("--group", default=DEFAULT_GROUP,
                         help=f"consumer group whose committed offsets say which tweets are "
                         f"counted (default {DEFAULT_GROUP!r})")

@@ -178,7 +178,7 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers, tmp_path):
 def run_blocks(env: dict[str, str], own_env: dict[str, str], names: dict[str, str]) -> int:
     ran = 0
     fresh = {name: kafkatools.unique_topic(name) for name in README_TOPICS}
-    env = dict(env, TWITTER_TOPIC=fresh["tweets"])
+    env = dict(env, TWITTER_TOPIC=fresh["tweets"], TRENDS_TOPIC=fresh["trends"])
     names = {**names, **{topic: name for name, topic in fresh.items()}}
     for block in blocks(README.read_text()):
         block_env = own_env if block.directive == "own kafka" else env
