@@ -195,19 +195,31 @@ def check_topic(name: str, source: str = "topic") -> str:
 def unreachable_message(settings: Settings, error: Exception) -> str:
     """The one line to print when no broker answered (kafka-python's KafkaTimeoutError).
 
-    kafka-python 3 reports a refused SASL login as the same bootstrap timeout as a broker
-    that is not there at all; a plain TCP connect tells the two apart.
+    kafka-python 3 reports an untrusted certificate, a wrong port or protocol and a refused
+    SASL login as the same bootstrap timeout as a broker that is not there at all: a short
+    probe (diagnose.py) tells them apart.
     """
-    if settings.security_protocol.startswith("SASL_") and accepts_connections(settings.bootstrap_list):
-        return (
-            f"Kafka at {settings.bootstrap_servers} did not accept the SASL login of user "
-            f"{settings.sasl_username!r} ({settings.sasl_mechanism}): check KAFKA_SASL_USERNAME, "
-            f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
-        )
     if settings.security_protocol == "PLAINTEXT":
         hint = "is Kafka running? start one with: make kafka"
+        if accepts_connections(settings.bootstrap_list):  # something listens: TLS only?
+            import diagnose
+
+            finding = diagnose.probe(settings)
+            if finding.problem:
+                return finding.message
     else:
-        hint = "check KAFKA_BOOTSTRAP_SERVERS and the credentials in .env"
+        import diagnose  # only a cluster with TLS or SASL needs it
+
+        finding = diagnose.probe(settings)
+        if finding.problem:
+            return finding.message
+        if settings.security_protocol.startswith("SASL_"):  # it listens, speaks the protocol
+            return (
+                f"Kafka at {settings.bootstrap_servers} did not accept the SASL login of user "
+                f"{settings.sasl_username!r} ({settings.sasl_mechanism}): check KAFKA_SASL_USERNAME, "
+                f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+            )
+        hint = "check KAFKA_BOOTSTRAP_SERVERS and KAFKA_SSL_CAFILE"
     return f"cannot reach Kafka at {settings.bootstrap_servers} ({error}); {hint}"
 
 
