@@ -205,6 +205,12 @@ class Run:
             SLOW_CONNECT_S, self.say, [f"waiting for {what} (at most {timeout_s:g} s) ..."])
         self._connecting.daemon = True
         self._connecting.start()
+        if self.settings is not None and self.settings.security_protocol != "PLAINTEXT":
+            # TLS or SASL (a managed cluster): a wrong CA, host name, port or password is
+            # told now, in one line, where kafka-python would retry until its timeout.
+            import diagnose
+
+            diagnose.check_before_connecting(self.settings)
 
     def connected(self) -> None:
         if self._connecting is not None:
