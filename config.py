@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -292,7 +293,9 @@ def _topic_argument(value: str) -> str:
 
 def redact(text: str) -> str:
     """``text`` with every secret handed to a library masked, in each form it may be printed:
-    as typed, and escaped as Python shows bytes or strings (b'Pl\\xc3\\xa4in', '\\\\')."""
+    as typed, escaped as Python shows a string or bytes (inside any repr: 'Pl\\xc3\\xa4in',
+    bytearray(b'\\x00user\\x00Pl\\xc3\\xa4in'), with \\\\ for a backslash and \\' for a quote)
+    or JSON shows a string (\\u00e4)."""
     for value in _REVEALED:
         for form in _printed_forms(value):
             text = text.replace(form, "********")
@@ -302,7 +305,14 @@ def redact(text: str) -> str:
 
 
 def _printed_forms(value: str) -> list[str]:
-    forms = {value, repr(value)[1:-1], repr(value.encode())[2:-1], value.encode("unicode_escape").decode()}
+    forms = {value, value.encode("unicode_escape").decode(), json.dumps(value)[1:-1],
+             json.dumps(value, ensure_ascii=False)[1:-1]}
+    # What repr() writes between the quotes, of the string and of its UTF-8 bytes. It quotes
+    # with ' unless the text holds a ' and no ", and escapes a ' only inside '...'; inside a
+    # longer repr (a whole SASL request) the secret may be written either way: mask both.
+    for shown, quote, start in ((value, '"', 1), (value.encode(), b'"', 2)):  # start: after b'
+        forms.add(repr(shown)[start:-1])
+        forms.add(repr(shown + quote)[start:-2])  # with a " as well, repr quotes with '
     return sorted(forms, key=len, reverse=True)  # longest first: a form may contain another
 
 
