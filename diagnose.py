@@ -110,9 +110,9 @@ def _tls_handshake(sock: socket.socket, address: tuple[str, int], settings: Sett
                 f"the certificate of {where} is not for the name {host!r} ({reason}): connect "
                 f"with a name it was issued for (KAFKA_BOOTSTRAP_SERVERS), e.g. the one your "
                 f"provider gives, not an IP address or an alias")), None
-        trusted = f"KAFKA_SSL_CAFILE={cafile}" if cafile else "this machine's CAs"
+        trusted = f"KAFKA_SSL_CAFILE={cafile} does" if cafile else "this machine's CAs do"
         return Finding(True, (
-            f"{where} presented a certificate that {trusted} does not trust ({reason}): set "
+            f"{where} presented a certificate that {trusted} not trust ({reason}): set "
             f"KAFKA_SSL_CAFILE to this cluster's CA certificate (`python -m broker status` "
             f"names the local one's)")), None
     except ssl.SSLError as error:  # e.g. WRONG_VERSION_NUMBER, UNEXPECTED_EOF_WHILE_READING

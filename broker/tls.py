@@ -46,7 +46,8 @@ def ensure(data_dir: Path) -> Path:
     tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(tls_dir, 0o700)
     if not (tls_dir / CA_CERT).exists():
-        make_ca(tls_dir, f"kafka-python-tutorial local CA for {Path(data_dir).resolve().name}")
+        # A name of its own (a CN holds 64 characters at most, so not the data dir's path).
+        make_ca(tls_dir, f"kafka-python-tutorial local CA {secrets.token_hex(4)}")
     keystore = tls_dir / KEYSTORE
     if not keystore.exists():
         key, cert = issue(tls_dir, "localhost", BROKER_NAMES)
