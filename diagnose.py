@@ -104,7 +104,7 @@ def _tls_handshake(sock: socket.socket, address: tuple[str, int], settings: Sett
     try:
         return FINE, client_context(cafile).wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as error:
-        reason = error.verify_message or str(error)
+        reason = (error.verify_message or str(error)).rstrip(".")
         if "mismatch" in reason.lower():  # "Hostname mismatch", "IP address mismatch"
             return Finding(True, (
                 f"the certificate of {where} is not for the name {host!r} ({reason}): connect "
