@@ -123,17 +123,27 @@ def _tls_handshake(sock: socket.socket, address: tuple[str, int], settings: Sett
         return FINE, None
 
 
+# How a TLS handshake ends when the other side does not speak TLS (it answered in plaintext,
+# or closed the connection on bytes it did not understand).
+NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING", "RECORD_LAYER_FAILURE",
+                   "closed", "reset", "EOF")
+
+
 def _not_tls(address: tuple[str, int], where: str, settings: Settings, reason: str) -> Finding:
+    """The TLS handshake failed for ``reason``: a plaintext port, or TLS that will not agree."""
     instead = "SASL_PLAINTEXT" if settings.security_protocol == "SASL_SSL" else "PLAINTEXT"
     try:
         with socket.create_connection(address, timeout=PROBE_TIMEOUT_S) as plain:
             plaintext_kafka = _answers_api_versions(plain)
     except (OSError, struct.error):
         plaintext_kafka = False
-    what = "it answers in plaintext" if plaintext_kafka else f"TLS handshake: {reason}"
-    return Finding(True, (
-        f"{where} does not speak TLS ({what}): check KAFKA_SECURITY_PROTOCOL ({instead} "
-        f"there?) and the port in KAFKA_BOOTSTRAP_SERVERS"))
+    if plaintext_kafka or any(word.lower() in reason.lower() for word in NOT_TLS_REASONS):
+        what = "it answers in plaintext" if plaintext_kafka else f"TLS handshake: {reason}"
+        return Finding(True, (
+            f"{where} does not speak TLS ({what}): check KAFKA_SECURITY_PROTOCOL ({instead} "
+            f"there?) and the port in KAFKA_BOOTSTRAP_SERVERS"))
+    return Finding(True, f"the TLS handshake with {where} failed ({reason}): check "
+                         f"KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL and KAFKA_SSL_CAFILE")
 
 
 def client_context(cafile: str | None) -> ssl.SSLContext:
