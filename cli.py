@@ -199,7 +199,8 @@ class Run:
     # -- connecting ------------------------------------------------------------------------
     def connecting(self, what: str, timeout_s: float) -> None:
         """Say what we wait for if ``what`` has not answered after SLOW_CONNECT_S; the
-        script calls connected() when it has (Run's end does too)."""
+        script calls connected() when it has (Run's end does too). With TLS or SASL, first
+        probe Kafka once (diagnose.py): a definite mistake is a Failure now, not a timeout."""
         self._connect_timeout_s = timeout_s
         self._connecting = threading.Timer(
             SLOW_CONNECT_S, self.say, [f"waiting for {what} (at most {timeout_s:g} s) ..."])
