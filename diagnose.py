@@ -12,15 +12,14 @@ bootstrap server tells the causes apart:
 2. with SSL/SASL_SSL, a TLS handshake made as kafka-python makes it (same CA file, host
    name checked): is the certificate trusted, and is it for this host name? Without TLS, an
    ApiVersions request: does the port answer Kafka in plaintext, or does it speak only TLS?
-3. with SASL, the SASL handshake: does the broker offer the mechanism? With PLAIN, the login
-   itself, which the broker answers at once (SCRAM's answer to a wrong password is a closed
-   connection, which tells nothing: that case is left to the bootstrap timeout).
+3. with SASL, the SASL handshake: does the broker offer the mechanism? Then the login itself
+   (PLAIN, or SCRAM's exchange), which the broker answers with an error if it refuses it.
 
     $ KAFKA_SSL_CAFILE=other-ca.pem python producer.py
     producer.py: error: Kafka at 127.0.0.1:9095 presented a certificate that KAFKA_SSL_CAFILE=
     other-ca.pem does not trust (self-signed certificate in certificate chain): set ...
 
-The happy path costs one extra connection: a TLS handshake and two or three small requests.
+The happy path costs one extra connection: a TLS handshake and two to four small requests.
 The requests are written by hand, as broker/cluster.py's kafka_answers() is, in versions
 every Kafka since 1.0 answers; the password is sent only the way the client itself would
 send it (inside TLS with SASL_SSL).
@@ -28,6 +27,10 @@ send it (inside TLS with SASL_SSL).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 import socket
 import ssl
 import struct
@@ -178,18 +181,49 @@ def _sasl_login(sock: socket.socket, settings: Settings, where: str) -> Finding:
         return Finding(True, (
             f"{where} does not offer the SASL mechanism {mechanism} on this port (it offers "
             f"{', '.join(offered) or 'none'}): set KAFKA_SASL_MECHANISM"))
-    if error_code != 0 or mechanism != "PLAIN" or settings.sasl_password is None:
+    if error_code != 0 or settings.sasl_password is None:
         return FINE
-    # PLAIN: the user name and password, as kafka-python sends them (RFC 4616).
-    user = (settings.sasl_username or "").encode()
-    error_code, error_message = _sasl_authenticate(
-        sock, b"\0" + user + b"\0" + settings.sasl_password.reveal().encode())
+    user, password = settings.sasl_username or "", settings.sasl_password.reveal()
+    if mechanism == "PLAIN":  # the user name and password, as kafka-python sends them (RFC 4616)
+        error_code, error_message, _ = _sasl_authenticate(
+            sock, b"\0" + user.encode() + b"\0" + password.encode())
+    else:
+        error_code, error_message = _scram_login(sock, mechanism, user, password)
     if error_code == SASL_AUTHENTICATION_FAILED:
+        detail = error_message or "authentication failed"
+        detail = detail if mechanism in detail else f"{mechanism}: {detail}"
         return Finding(True, (
-            f"{where} refused the login of user {settings.sasl_username!r} (PLAIN: "
-            f"{error_message or 'authentication failed'}): check KAFKA_SASL_USERNAME and "
-            f"KAFKA_SASL_PASSWORD"))
+            f"{where} refused the login of user {user!r} ({detail}): check KAFKA_SASL_USERNAME "
+            f"and KAFKA_SASL_PASSWORD"))
     return FINE
+
+
+def _scram_login(sock: socket.socket, mechanism: str, user: str, password: str) -> tuple[int, str | None]:
+    """SCRAM's client side (RFC 5802, 7677), as kafka-python's sasl/scram.py does it, with the
+    standard library's PBKDF2 and HMAC: (error code, error message) of the last answer.
+
+    kafka-python sees only the connection the broker closes after a wrong proof; asked with
+    SaslAuthenticate, the broker first answers it with SASL_AUTHENTICATION_FAILED.
+    """
+    digest = mechanism.removeprefix("SCRAM-").replace("-", "").lower()  # sha256, sha512
+    nonce = secrets.token_urlsafe(24)
+    first_bare = f"n={user.replace('=', '=3D').replace(',', '=2C')},r={nonce}"
+    error_code, error_message, answer = _sasl_authenticate(sock, f"n,,{first_bare}".encode())
+    if error_code != 0:
+        return error_code, error_message
+    server_first = answer.decode()
+    fields = dict(item.split("=", 1) for item in server_first.split(","))
+    if not fields["r"].startswith(nonce):
+        raise ValueError("not our SCRAM exchange")
+    salted = hashlib.pbkdf2_hmac(digest, password.encode(), base64.b64decode(fields["s"]),
+                                 int(fields["i"]))
+    client_key = hmac.new(salted, b"Client Key", digest).digest()
+    final_bare = f"c=biws,r={fields['r']}"  # biws: base64 of "n,,", no channel binding
+    signature = hmac.new(hashlib.new(digest, client_key).digest(),
+                         f"{first_bare},{server_first},{final_bare}".encode(), digest).digest()
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+    error_code, error_message, _ = _sasl_authenticate(sock, f"{final_bare},p={proof}".encode())
+    return error_code, error_message
 
 
 # --- the requests, by hand: size, header (api key, version, correlation id, client id), body
@@ -234,11 +268,14 @@ def _sasl_handshake(sock: socket.socket, mechanism: str) -> tuple[int, list[str]
     return error_code, offered
 
 
-def _sasl_authenticate(sock: socket.socket, auth_bytes: bytes) -> tuple[int, str | None]:
-    """(error code, error message) of SaslAuthenticate v0."""
+def _sasl_authenticate(sock: socket.socket, auth_bytes: bytes) -> tuple[int, str | None, bytes]:
+    """(error code, error message, the broker's auth bytes) of SaslAuthenticate v0."""
     reply = _request(sock, SASL_AUTHENTICATE, 0, struct.pack(">i", len(auth_bytes)) + auth_bytes)
     error_code, length = struct.unpack(">hh", reply[:4])
-    return error_code, reply[4:4 + length].decode(errors="replace") if length >= 0 else None
+    message = reply[4:4 + length].decode(errors="replace") if length >= 0 else None
+    offset = 4 + max(length, 0)
+    (size,) = struct.unpack(">i", reply[offset:offset + 4])
+    return error_code, message, reply[offset + 4:offset + 4 + max(size, 0)]
 
 
 def _reason(error: OSError) -> str:
