@@ -44,26 +44,27 @@ PROBE_TIMEOUT_S = 2.0
 CLIENT_ID = b"tutorial-probe"
 API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
 UNSUPPORTED_SASL_MECHANISM, SASL_AUTHENTICATION_FAILED = 33, 58
+# getaddrinfo's answers for a name that does not exist (others, like EAI_AGAIN, may pass).
+UNKNOWN_NAME = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
 
 
 @dataclass(frozen=True)
 class Finding:
-    problem: bool  # True: a definite cause, worth stopping for; False: nothing found wrong
+    problem: bool  # True: the probe found what is wrong; False: nothing it can tell
     message: str = ""
+    worth_waiting: bool = False  # e.g. nothing listens: a broker may be starting
 
 
 FINE = Finding(False)
 
 
 def check_before_connecting(settings: Settings) -> None:
-    """Raise cli.Failure with the one line to print if the probe finds a definite problem.
-
-    Nothing listening is not one: a broker may be starting, so the client waits as usual.
-    """
+    """Raise cli.Failure with the one line to print if the probe finds a definite problem
+    (not one that may go away, as nothing listening: then the client waits as usual)."""
     import cli
 
     finding = probe(settings)
-    if finding.problem and not finding.message.startswith("nothing listens"):
+    if finding.problem and not finding.worth_waiting:
         raise cli.Failure(finding.message)
 
 
@@ -76,9 +77,14 @@ def probe(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> Finding:
     protocol = settings.security_protocol
     try:
         sock = socket.create_connection((host, port), timeout=timeout_s)
+    except socket.gaierror as error:  # the name is unknown, or DNS did not answer (yet)
+        return Finding(True, f"cannot find the host {host!r} of {server} ({_reason(error)}): "
+                             f"check KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-server)",
+                       worth_waiting=error.errno not in UNKNOWN_NAME)
     except OSError as error:
         return Finding(True, f"nothing listens at {server} ({_reason(error)}): check "
-                             f"KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-server), host and port")
+                             f"KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-server), host and port",
+                       worth_waiting=True)
     try:
         if protocol in ("SSL", "SASL_SSL"):
             finding, secure = _tls_handshake(sock, (host, port), settings, where)
@@ -105,7 +111,13 @@ def _tls_handshake(sock: socket.socket, address: tuple[str, int], settings: Sett
                    where: str) -> tuple[Finding, ssl.SSLSocket | None]:
     host, cafile = address[0], settings.ssl_cafile
     try:
-        return FINE, client_context(cafile).wrap_socket(sock, server_hostname=host)
+        context = client_context(cafile)
+    except ssl.SSLError as error:
+        return Finding(True, f"KAFKA_SSL_CAFILE={cafile} holds no CA certificate that can be read "
+                             f"({error.reason or error}): it must be PEM text (-----BEGIN "
+                             f"CERTIFICATE-----)"), None
+    try:
+        return FINE, context.wrap_socket(sock, server_hostname=host)
     except ssl.SSLCertVerificationError as error:
         reason = (error.verify_message or str(error)).rstrip(".")
         if "mismatch" in reason.lower():  # "Hostname mismatch", "IP address mismatch"

@@ -238,6 +238,9 @@ CASES = {
                            KAFKA_SASL_MECHANISM="PLAIN"),
         ["does not offer the SASL mechanism PLAIN on this port (it offers SCRAM-SHA-512): "
          "set KAFKA_SASL_MECHANISM"]),
+    "a CA file that is not PEM": (
+        lambda k, *_: dict(bootstrap=f"127.0.0.1:{k.tls_port}", KAFKA_SSL_CAFILE=str(ROOT / "README.md")),
+        ["KAFKA_SSL_CAFILE=", "README.md holds no CA certificate that can be read", "PEM"]),
     "a wrong SCRAM password": (
         lambda k, *_: dict(bootstrap=f"localhost:{k.tls_port}", KAFKA_SSL_CAFILE=k.ca_file,
                            KAFKA_SASL_MECHANISM="SCRAM-SHA-512", KAFKA_SASL_PASSWORD="Wr\u00f6ng\\Secr-et"),
@@ -301,6 +304,28 @@ def test_nothing_listening_is_said_after_the_bootstrap_timeout(tls_kafka):
     assert err.splitlines()[-1] == (
         f"producer.py: error: nothing listens at 127.0.0.1:{closed} (connection refused): check "
         f"KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-server), host and port")
+
+
+def test_an_unknown_host_name_is_told_at_once_and_a_dns_failure_is_waited_for(monkeypatch):
+    settings = config.load({"KAFKA_BOOTSTRAP_SERVERS": "pkc-typo.example.com:9092",
+                            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": USER,
+                            "KAFKA_SASL_PASSWORD": PASSWORD}, env_file=None)
+
+    def unknown(address, timeout):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unknown)
+    finding = diagnose.probe(settings)
+    assert finding.problem and not finding.worth_waiting
+    assert finding.message == ("cannot find the host 'pkc-typo.example.com' of pkc-typo.example.com:9092 "
+                               "(name or service not known): check KAFKA_BOOTSTRAP_SERVERS (or "
+                               "--bootstrap-server)")
+
+    def no_dns(address, timeout):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "create_connection", no_dns)
+    assert diagnose.probe(settings).worth_waiting
 
 
 def test_the_probe_finds_nothing_wrong_with_a_good_setup(tls_kafka):
