@@ -128,6 +128,7 @@ def run_script(name: str, *args: str, bootstrap: str, **env: str) -> tuple[int, 
     return result.returncode, result.stdout, result.stderr, time.monotonic() - began
 
 
+@pytest.mark.broker  # the module's Kafka with TLS
 def test_start_and_status_say_which_listener_speaks_what(tls_kafka):
     ca = tls_kafka.ca_file
     assert ca == str(tls_kafka.data_dir / "tls" / "ca.pem")
@@ -148,6 +149,7 @@ def test_start_and_status_say_which_listener_speaks_what(tls_kafka):
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+@pytest.mark.broker  # the module's Kafka with TLS
 def test_producer_and_consumer_over_tls(tls_kafka, mechanism, host):
     topic = f"tls-{mechanism.lower()}-{host.replace('.', '-')}-{os.urandom(4).hex()}"
     bootstrap = f"{host}:{tls_kafka.tls_port}"
@@ -163,6 +165,7 @@ def test_producer_and_consumer_over_tls(tls_kafka, mechanism, host):
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+@pytest.mark.broker  # the module's Kafka with TLS
 def test_no_form_of_the_password_is_printed_at_debug(tls_kafka, mechanism):
     topic = f"tls-debug-{os.urandom(4).hex()}"
     common = dict(bootstrap=f"127.0.0.1:{tls_kafka.tls_port}", KAFKA_SASL_MECHANISM=mechanism,
@@ -258,6 +261,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("name, args", [("producer.py", ["--count", "1"]),
                                         ("consumer.py", ["--max-messages", "1"])])
+@pytest.mark.broker  # the module's Kafka with TLS
 def test_a_broken_setup_is_one_line_naming_what_to_fix(tls_kafka, foreign_ca, wrong_name_server,
                                                        case, name, args):
     settings, words = CASES[case]
@@ -272,6 +276,7 @@ def test_a_broken_setup_is_one_line_naming_what_to_fix(tls_kafka, foreign_ca, wr
     assert "Secr" not in err and "Traceback" not in err
 
 
+@pytest.mark.broker  # the module's Kafka with TLS
 def test_a_wrong_password_at_debug_is_never_printed(tls_kafka):
     status, out, err, _ = run_script("producer.py", "--count", "1", "--log-level", "DEBUG",
                                      bootstrap=f"127.0.0.1:{tls_kafka.tls_port}",
@@ -293,6 +298,7 @@ def test_a_refused_login_the_probe_cannot_see_is_told_after_the_bootstrap_timeou
         f"(SCRAM-SHA-512): check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM")
 
 
+@pytest.mark.broker  # the module's Kafka with TLS
 def test_nothing_listening_is_said_after_the_bootstrap_timeout(tls_kafka):
     """A broker may be starting: nothing listening is worth the usual wait."""
     with socket.socket() as sock:
@@ -328,6 +334,7 @@ def test_an_unknown_host_name_is_told_at_once_and_a_dns_failure_is_waited_for(mo
     assert diagnose.probe(settings).worth_waiting
 
 
+@pytest.mark.broker  # the module's Kafka with TLS
 def test_the_probe_finds_nothing_wrong_with_a_good_setup(tls_kafka):
     for mechanism in ("PLAIN", "SCRAM-SHA-512"):
         settings = config.load({"KAFKA_BOOTSTRAP_SERVERS": f"localhost:{tls_kafka.tls_port}",
@@ -342,6 +349,7 @@ def test_the_probe_finds_nothing_wrong_with_a_good_setup(tls_kafka):
 @pytest.mark.xfail(reason="twitter-stream.py is being rewritten on branch twitter; remove this mark "
                           "once it is merged", strict=False)
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
+@pytest.mark.broker  # the module's Kafka with TLS
 def test_twitter_stream_replays_over_tls(tls_kafka, mechanism):
     topic = f"tls-replay-{os.urandom(4).hex()}"
     status, out, err, _ = run_script("twitter-stream.py", "--replay", "--max-tweets", "5",
