@@ -199,12 +199,19 @@ class Run:
     # -- connecting ------------------------------------------------------------------------
     def connecting(self, what: str, timeout_s: float) -> None:
         """Say what we wait for if ``what`` has not answered after SLOW_CONNECT_S; the
-        script calls connected() when it has (Run's end does too)."""
+        script calls connected() when it has (Run's end does too). With TLS or SASL, first
+        probe Kafka once (diagnose.py): a definite mistake is a Failure now, not a timeout."""
         self._connect_timeout_s = timeout_s
         self._connecting = threading.Timer(
             SLOW_CONNECT_S, self.say, [f"waiting for {what} (at most {timeout_s:g} s) ..."])
         self._connecting.daemon = True
         self._connecting.start()
+        if self.settings is not None and self.settings.security_protocol != "PLAINTEXT":
+            # TLS or SASL (a managed cluster): a wrong CA, host name, port or password is
+            # told now, in one line, where kafka-python would retry until its timeout.
+            import diagnose
+
+            diagnose.check_before_connecting(self.settings)
 
     def connected(self) -> None:
         if self._connecting is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -201,19 +202,31 @@ def check_topic(name: str, source: str = "topic") -> str:
 def unreachable_message(settings: Settings, error: Exception) -> str:
     """The one line to print when no broker answered (kafka-python's KafkaTimeoutError).
 
-    kafka-python 3 reports a refused SASL login as the same bootstrap timeout as a broker
-    that is not there at all; a plain TCP connect tells the two apart.
+    kafka-python 3 reports an untrusted certificate, a wrong port or protocol and a refused
+    SASL login as the same bootstrap timeout as a broker that is not there at all: a short
+    probe (diagnose.py) tells them apart.
     """
-    if settings.security_protocol.startswith("SASL_") and accepts_connections(settings.bootstrap_list):
-        return (
-            f"Kafka at {settings.bootstrap_servers} did not accept the SASL login of user "
-            f"{settings.sasl_username!r} ({settings.sasl_mechanism}): check KAFKA_SASL_USERNAME, "
-            f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
-        )
     if settings.security_protocol == "PLAINTEXT":
         hint = "is Kafka running? start one with: make kafka"
+        if accepts_connections(settings.bootstrap_list):  # something listens: TLS only?
+            import diagnose
+
+            finding = diagnose.probe(settings)
+            if finding.problem:
+                return finding.message
     else:
-        hint = "check KAFKA_BOOTSTRAP_SERVERS and the credentials in .env"
+        import diagnose  # only a cluster with TLS or SASL needs it
+
+        finding = diagnose.probe(settings)
+        if finding.problem:
+            return finding.message
+        if settings.security_protocol.startswith("SASL_"):  # it listens, speaks the protocol
+            return (
+                f"Kafka at {settings.bootstrap_servers} did not accept the SASL login of user "
+                f"{settings.sasl_username!r} ({settings.sasl_mechanism}): check KAFKA_SASL_USERNAME, "
+                f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+            )
+        hint = "check KAFKA_BOOTSTRAP_SERVERS and KAFKA_SSL_CAFILE"
     return f"cannot reach Kafka at {settings.bootstrap_servers} ({error}); {hint}"
 
 
@@ -287,7 +300,9 @@ def _topic_argument(value: str) -> str:
 
 def redact(text: str) -> str:
     """``text`` with every secret handed to a library masked, in each form it may be printed:
-    as typed, and escaped as Python shows bytes or strings (b'Pl\\xc3\\xa4in', '\\\\')."""
+    as typed, escaped as Python shows a string or bytes (inside any repr: 'Pl\\xc3\\xa4in',
+    bytearray(b'\\x00user\\x00Pl\\xc3\\xa4in'), with \\\\ for a backslash and \\' for a quote)
+    or JSON shows a string (\\u00e4)."""
     for value in _REVEALED:
         for form in _printed_forms(value):
             text = text.replace(form, "********")
@@ -297,7 +312,14 @@ def redact(text: str) -> str:
 
 
 def _printed_forms(value: str) -> list[str]:
-    forms = {value, repr(value)[1:-1], repr(value.encode())[2:-1], value.encode("unicode_escape").decode()}
+    forms = {value, value.encode("unicode_escape").decode(), json.dumps(value)[1:-1],
+             json.dumps(value, ensure_ascii=False)[1:-1]}
+    # What repr() writes between the quotes, of the string and of its UTF-8 bytes. It quotes
+    # with ' unless the text holds a ' and no ", and escapes a ' only inside '...'; inside a
+    # longer repr (a whole SASL request) the secret may be written either way: mask both.
+    for shown, quote, start in ((value, '"', 1), (value.encode(), b'"', 2)):  # start: after b'
+        forms.add(repr(shown)[start:-1])
+        forms.add(repr(shown + quote)[start:-2])  # with a " as well, repr quotes with '
     return sorted(forms, key=len, reverse=True)  # longest first: a form may contain another
 
 

@@ -10,6 +10,12 @@
     $ python -m broker kill --node 2              # SIGKILL one node, as a power cut would
     killed Kafka node 2 (pid 41301) with SIGKILL
     the other nodes count node 2 as gone (after 8.6 s)
+    $ export KAFKA_SASL_USERNAME=tutorial-user KAFKA_SASL_PASSWORD=change-me-please
+    $ python -m broker start --sasl --tls --data-dir .kafka-tls --port 9292
+    Apache Kafka 4.4.0 is ready (started in 5.2 s; log: .kafka-tls/node-1/server.log)
+      PLAINTEXT 127.0.0.1:9292
+      SASL_PLAINTEXT (SCRAM-SHA-512) 127.0.0.1:9294
+      SASL_SSL (SCRAM-SHA-512, PLAIN) 127.0.0.1:9295, certificate for 127.0.0.1 and localhost; trust .kafka-tls/tls/ca.pem
     $ python -m broker start --port 9092   # while something else holds 9092
     error: port 9092 on 127.0.0.1 is already in use by another program (another Kafka?): ...
 
@@ -54,8 +60,15 @@ def describe(running: cluster.Cluster) -> str:
     logs = ", ".join(_relative(node.log_file) for node in running.nodes)
     word = "pid" if len(running.nodes) == 1 else "pids"
     sasl = f", SASL (SCRAM-SHA-512) {running.sasl_bootstrap}" if running.sasl_bootstrap else ""
+    if running.tls_bootstrap:  # one line per listener: which protocol where, which CA to trust
+        return (f"running: {word} {pids}, Apache Kafka {running.kafka_version}, log {logs}\n"
+                + _listener_lines(running))
     return (f"running: {word} {pids}, bootstrap {running.bootstrap}{sasl}, "
             f"Apache Kafka {running.kafka_version}, log {logs}")
+
+
+def _listener_lines(running: cluster.Cluster) -> str:
+    return "\n".join(f"  {line}" for line in running.listeners())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--sasl", action="store_true",
                        help="also listen with SASL_PLAINTEXT + SCRAM-SHA-512 for the user "
                             "KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (from the environment)")
+    start.add_argument("--tls", action="store_true",
+                       help="with --sasl: also listen with SASL_SSL (PLAIN and SCRAM-SHA-512, "
+                            "the same user), with a certificate for 127.0.0.1 and localhost from a "
+                            "CA made for the data dir (DATA_DIR/tls/ca.pem: the file to trust)")
     start.add_argument("--reuse", action="store_true",
                        help="if another Kafka (Docker, a download) already answers on --port, "
                             "use it instead of failing (what make demo does)")
@@ -129,7 +146,7 @@ def _start(args: argparse.Namespace) -> int:
     already = cluster.status(args.data_dir)
     if already is not None and len(already.nodes) == cluster.nodes_in(args.data_dir):
         # Refuses (BrokerError) a start that asks for another cluster than the running one.
-        cluster.start(args.data_dir, nodes=args.nodes, sasl=args.sasl)
+        cluster.start(args.data_dir, nodes=args.nodes, sasl=args.sasl or args.tls, tls_listener=args.tls)
         print(f"already {describe(already)}")
         return EXIT_OK
     if already is None and args.reuse and cluster.kafka_answers(args.port):
@@ -138,8 +155,13 @@ def _start(args: argparse.Namespace) -> int:
         return EXIT_OK
     began = time.monotonic()
     started = cluster.start(args.data_dir, port=args.port, nodes=args.nodes, heap=args.heap,
-                            timeout_s=args.timeout, sasl=args.sasl)
+                            timeout_s=args.timeout, sasl=args.sasl or args.tls, tls_listener=args.tls)
     logs = ", ".join(_relative(node.log_file) for node in started.nodes)
+    took = time.monotonic() - began
+    if started.tls_bootstrap:
+        print(f"Apache Kafka {started.kafka_version} is ready (started in {took:.1f} s; "
+              f"log: {logs})\n{_listener_lines(started)}")
+        return EXIT_OK
     sasl = f" and {started.sasl_bootstrap} (SASL)" if started.sasl_bootstrap else ""
     print(f"Apache Kafka {started.kafka_version} is ready at {started.bootstrap}{sasl} "
           f"(started in {time.monotonic() - began:.1f} s; log: {logs})")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from broker import jars as jars_module
+from broker import tls
 
 HOST = "127.0.0.1"  # not "localhost": it may resolve to ::1, and not 0.0.0.0: keep it private
 DEFAULT_PORT = 9092
@@ -35,6 +36,11 @@ STOP_TIMEOUT_S = 60
 MIN_JAVA = 17
 STATE_FILE = "cluster.json"
 SASL_MECHANISM = "SCRAM-SHA-512"
+# The TLS listener (--tls) also takes PLAIN, what Confluent Cloud hands out: over TLS only,
+# since PLAIN sends the password itself.
+TLS_SASL_MECHANISMS = (SASL_MECHANISM, "PLAIN")
+# A PLAIN user name goes into a JAAS option name (user_<name>): Kafka's parser takes these.
+PLAIN_USER_NAME = re.compile(r"[A-Za-z0-9_-]+")
 LOG4J_CONFIG = Path(__file__).resolve().with_name("log4j2.properties")
 JAVA_HELP = (
     f"Kafka needs Java {MIN_JAVA} or newer: install it with "
@@ -59,6 +65,7 @@ class Node:
     pid: int
     log_file: str
     sasl_port: int | None = None  # SASL_PLAINTEXT with SCRAM-SHA-512, with --sasl
+    tls_port: int | None = None  # SASL_SSL with SCRAM-SHA-512 and PLAIN, with --tls
 
     @property
     def address(self) -> str:
@@ -80,6 +87,26 @@ class Cluster:
     def sasl_bootstrap(self) -> str | None:
         ports = [node.sasl_port for node in self.nodes if node.sasl_port]
         return ",".join(f"{HOST}:{port}" for port in ports) or None
+
+    @property
+    def tls_bootstrap(self) -> str | None:
+        ports = [node.tls_port for node in self.nodes if node.tls_port]
+        return ",".join(f"{HOST}:{port}" for port in ports) or None
+
+    @property
+    def ca_file(self) -> str | None:
+        """The certificate a client of the TLS listener trusts (KAFKA_SSL_CAFILE)."""
+        return str(tls.ca_file(Path(self.data_dir))) if self.tls_bootstrap else None
+
+    def listeners(self) -> list[str]:
+        """One line per protocol: which one is spoken on which addresses."""
+        lines = [f"PLAINTEXT {self.bootstrap}"]
+        if self.sasl_bootstrap:
+            lines.append(f"SASL_PLAINTEXT (SCRAM-SHA-512) {self.sasl_bootstrap}")
+        if self.tls_bootstrap:
+            lines.append(f"SASL_SSL ({', '.join(TLS_SASL_MECHANISMS)}) {self.tls_bootstrap}, "
+                         f"certificate for 127.0.0.1 and localhost; trust {_shown(self.ca_file)}")
+        return lines
 
 
 def free_port(start: int = 20000, end: int = 60000, span: int = 2) -> int:
@@ -114,12 +141,23 @@ def node_ports(port: int, nodes: int, sasl: bool) -> list[tuple[int, int, int | 
     ]
 
 
-def server_properties(node_id: int, ports: list[tuple[int, int, int | None]], log_dir: Path) -> str:
+def tls_ports(port: int, nodes: int) -> list[int]:
+    """The SASL_SSL port of each node (--tls): after the SASL ones (9095 for one node)."""
+    return [port + 3 * nodes + i for i in range(nodes)]
+
+
+def server_properties(node_id: int, ports: list[tuple[int, int, int | None]], log_dir: Path,
+                      tls_port: int | None = None, keystore: Path | None = None,
+                      plain_user: tuple[str, str] | None = None) -> str:
     """The broker's configuration: single-host KRaft with a static controller quorum.
 
     A static quorum (controller.quorum.voters) rather than `format --standalone`: the
     voters' addresses live in this file, not in the metadata log, so a restart on other
     ports still finds its controllers.
+
+    tls_port: also a SASL_SSL listener there, with the PEM ``keystore`` (key + certificates)
+    and the PLAIN user ``plain_user`` (name, password): PLAIN's users are listed in its JAAS
+    line, so this file then holds a password (the caller keeps it private, mode 0600).
     """
     broker_port, controller_port, sasl_port = ports[node_id - 1]
     voters = ",".join(f"{i}@{HOST}:{c}" for i, (_, c, _) in enumerate(ports, start=1))
@@ -127,6 +165,8 @@ def server_properties(node_id: int, ports: list[tuple[int, int, int | None]], lo
     listeners = [f"PLAINTEXT://{HOST}:{broker_port}"]
     if sasl_port:
         listeners.append(f"SASL_PLAINTEXT://{HOST}:{sasl_port}")
+    if tls_port:
+        listeners.append(f"SASL_SSL://{HOST}:{tls_port}")
     settings: dict[str, object] = {
         "process.roles": "broker,controller",
         "node.id": node_id,
@@ -135,8 +175,8 @@ def server_properties(node_id: int, ports: list[tuple[int, int, int | None]], lo
         "advertised.listeners": ",".join(listeners),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map":
-            "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+                                          "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
         "log.dirs": log_dir,
         "num.partitions": 1,
         # New topics (producer.py creates its own) get a copy on up to three nodes, so a
@@ -162,7 +202,40 @@ def server_properties(node_id: int, ports: list[tuple[int, int, int | None]], lo
         settings[f"listener.name.sasl_plaintext.{SASL_MECHANISM.lower()}.sasl.jaas.config"] = (
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         )
-    return "".join(f"{key}={value}\n" for key, value in settings.items())
+    if tls_port:
+        prefix = "listener.name.sasl_ssl."
+        settings[f"{prefix}sasl.enabled.mechanisms"] = ",".join(TLS_SASL_MECHANISMS)
+        settings[f"{prefix}{SASL_MECHANISM.lower()}.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        )
+        users = ""
+        if plain_user:
+            users = f" user_{plain_user[0]}={_jaas_quoted(plain_user[1])}"
+        settings[f"{prefix}plain.sasl.jaas.config"] = (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required{users};"
+        )
+        # Kafka reads PEM directly: one file with the private key and the certificate chain.
+        settings[f"{prefix}ssl.keystore.type"] = "PEM"
+        settings[f"{prefix}ssl.keystore.location"] = keystore
+    return "".join(f"{key}={_properties_escaped(str(value))}\n" for key, value in settings.items())
+
+
+def _jaas_quoted(value: str) -> str:
+    """``value`` as a quoted JAAS option value (Kafka's JaasConfig reads \\ and \\" in it)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _properties_escaped(value: str) -> str:
+    """``value`` as java.util.Properties reads it back: Kafka loads the file as ISO-8859-1, so
+    every character beyond ASCII is written as \\uXXXX (a UTF-16 pair beyond U+FFFF)."""
+    escaped = value.replace("\\", "\\\\")
+    if escaped.isascii():
+        return escaped
+    units = escaped.encode("utf-16-be")
+    return "".join(
+        chr(unit) if unit < 0x80 else f"\\u{unit:04x}"
+        for unit in (int.from_bytes(units[i:i + 2], "big") for i in range(0, len(units), 2))
+    )
 
 
 def java_major_version(java: str) -> int | None:
@@ -291,6 +364,7 @@ def start(
     timeout_s: float = START_TIMEOUT_S,
     sasl: bool = False,
     environ: Mapping[str, str] = os.environ,
+    tls_listener: bool = False,
 ) -> Cluster:
     """Start the cluster (or return the one already running) once it answers requests.
 
@@ -298,12 +372,15 @@ def start(
     A cluster whose nodes partly died (kill --node) gets them started again.
     sasl: also listen with SASL_PLAINTEXT + SCRAM-SHA-512, for the user named by
     KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (the variables the scripts read too).
+    tls_listener (needs sasl): also listen with SASL_SSL, for that user with PLAIN and
+    SCRAM-SHA-512, with a certificate for 127.0.0.1 and localhost signed by a CA made for
+    this data dir (see broker/tls.py; ``Cluster.ca_file`` is the file clients trust).
     """
     data_dir = Path(data_dir).resolve()
     held = nodes_in(data_dir)
     running = status(data_dir)
     if running is not None:
-        _check_matches(running, nodes, sasl, environ)
+        _check_matches(running, nodes, sasl, environ, tls_listener)
         return _restart_missing(running, heap, timeout_s, environ)
     if nodes is None:
         nodes = held or 1
@@ -317,8 +394,18 @@ def start(
     if sasl and not (environ.get("KAFKA_SASL_USERNAME") and environ.get("KAFKA_SASL_PASSWORD")):
         raise BrokerError("--sasl needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD in the "
                           "environment: the user it creates")
+    plain_user = None
+    if tls_listener:
+        if not sasl:
+            raise BrokerError("--tls needs --sasl: the TLS listener speaks SASL_SSL")
+        plain_user = (environ["KAFKA_SASL_USERNAME"], environ["KAFKA_SASL_PASSWORD"])
+        if not PLAIN_USER_NAME.fullmatch(plain_user[0]):
+            raise BrokerError(f"KAFKA_SASL_USERNAME={plain_user[0]!r}: --tls takes a user name of "
+                              "letters, digits, '-' and '_' only (it becomes a PLAIN user)")
     ports = node_ports(port, nodes, sasl)
-    for taken in [p for triple in ports for p in triple if p and not port_is_free(p)]:
+    secure_ports = tls_ports(port, nodes) if tls_listener else [None] * nodes
+    for taken in [p for triple in ports for p in triple if p and not port_is_free(p)] + \
+            [p for p in secure_ports if p and not port_is_free(p)]:
         raise BrokerError(
             f"port {taken} on {HOST} is already in use by another program "
             f"(another Kafka?): stop it, or choose another with "
@@ -331,19 +418,24 @@ def start(
     if not cluster_id_file.exists():
         cluster_id_file.write_text(_random_cluster_id())
     cluster_id = cluster_id_file.read_text().strip()
+    try:
+        keystore = tls.ensure(data_dir) if tls_listener else None
+    except tls.TlsError as error:
+        raise BrokerError(str(error)) from None
 
     launched: list[tuple[Node, subprocess.Popen]] = []
     for node_id in range(1, nodes + 1):
         node_dir = data_dir / f"node-{node_id}"
         node_dir.mkdir(exist_ok=True)
-        (node_dir / "server.properties").write_text(
-            server_properties(node_id, ports, node_dir / "data")
-        )
+        # Only its owner may read it: with --tls it holds the PLAIN user's password.
+        tls.write_private(node_dir / "server.properties", server_properties(
+            node_id, ports, node_dir / "data", secure_ports[node_id - 1], keystore, plain_user,
+        ).encode("ascii"))
         _format(java, jars, node_dir, cluster_id)
         process = _launch(java, jars, node_dir, heap)
         broker_port, controller_port, sasl_port = ports[node_id - 1]
         node = Node(node_id, broker_port, controller_port, process.pid,
-                    str(node_dir / "server.log"), sasl_port)
+                    str(node_dir / "server.log"), sasl_port, secure_ports[node_id - 1])
         launched.append((node, process))
     cluster = Cluster(str(data_dir), jars.version, jars.source, tuple(n for n, _ in launched))
     _state_path(data_dir).write_text(json.dumps(asdict(cluster), indent=2))
@@ -355,7 +447,7 @@ def start(
 
 
 def _check_matches(running: Cluster, nodes: int | None, sasl: bool,
-                   environ: Mapping[str, str]) -> None:
+                   environ: Mapping[str, str], tls_listener: bool = False) -> None:
     """A start that asks for another cluster than the running one must not pass for done."""
     where = _shown(running.data_dir)
     stop_first = how("python -m broker stop", "make kafka-stop", environ)
@@ -363,6 +455,11 @@ def _check_matches(running: Cluster, nodes: int | None, sasl: bool,
         raise BrokerError(
             f"Kafka already runs from {where} without SASL: stop it first ({stop_first}), or "
             "start a second one beside it with --data-dir .kafka-sasl --port 9192"
+        )
+    if tls_listener and not running.tls_bootstrap:
+        raise BrokerError(
+            f"Kafka already runs from {where} without TLS: stop it first ({stop_first}), or "
+            "start a second one beside it with --data-dir .kafka-tls --port 9292"
         )
     held = nodes_in(Path(running.data_dir))
     if nodes is not None and nodes != held:

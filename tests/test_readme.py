@@ -32,6 +32,16 @@ How the README marks what runs:
                                                   that data dir reads as `.kafka` in the output.
                                                   The blocks start and stop it themselves
                                                   (`make kafka NODES=3` ...); the test wipes it.
+    <!-- readme-test: tls kafka -->               runs against a Kafka with TLS of the test's own
+                                                  (`python -m broker start --sasl --tls`): the
+                                                  block's ports 9292-9295 and its data dir
+                                                  .kafka-tls become the test's, and that data
+                                                  dir reads as `.kafka-tls` in the output.
+    <!-- readme-test: .env above -->              the variables of the last ```dotenv block
+                                                  above are set, as a .env file would set them
+                                                  (after the same replacements), so the README
+                                                  never writes your .env.
+  Directives combine, separated by commas: `<!-- readme-test: exit 1, tls kafka, .env above -->`.
 - The README's commands name no topic or group: the test sets KAFKA_TOPIC and KAFKA_GROUP_ID
   to fresh names, and TWITTER_BEARER_TOKEN to nothing (no real X account is ever used).
 """
@@ -63,6 +73,8 @@ PYTHON_BROKER = "127.0.0.1:9092"
 README_TOPICS = ("greetings", "tweets", "trends")
 SHOWN_NAME = r"(?<![\w./-]){}(?![\w/.-])"  # `sample`, not data/sample-stream.jsonl or sample.py
 OWN_NODES_MAX = 3  # the "own kafka" blocks start at most this many nodes (two ports each)
+TLS_PORTS = re.compile(r"\b929([2-5])\b")  # `tls kafka`: 9292 (PLAINTEXT) to 9295 (SASL_SSL)
+TLS_DATA_DIR = ".kafka-tls"
 
 
 @dataclass
@@ -71,6 +83,7 @@ class Block:
     code: str
     directive: str | None
     output: list[str] | None  # the ```text block that follows, if any
+    dotenv: dict[str, str] | None = None  # the variables of the last ```dotenv block above
 
 
 def fences(lines: list[str]):
@@ -90,14 +103,17 @@ def blocks(text: str) -> list[Block]:
     lines = text.splitlines()
     found: list[Block] = []
     previous = None  # (language, index of the closing fence) of the block before
+    dotenv = None
     for language, start, body in fences(lines):
+        if language == "dotenv":
+            dotenv = dict(line.split("=", 1) for line in body if line.strip() and not line.startswith("#"))
         if language in RUNNABLE:
             before = next((line for line in reversed(lines[:start]) if line.strip()), "")
             directive = DIRECTIVE.fullmatch(before.strip())
             code = "\n".join(body)
             if language == "python":
                 code = f"python - <<'README_PY'\n{code}\nREADME_PY"
-            found.append(Block(start + 1, code, directive and directive[1], None))
+            found.append(Block(start + 1, code, directive and directive[1], None, dotenv))
         elif language == "text" and previous and previous[0] in RUNNABLE \
                 and not "".join(lines[previous[1] + 1:start]).strip():
             found[-1].output = body
@@ -164,18 +180,28 @@ def test_the_readme_commands_work_as_shown(bootstrap_servers, tmp_path):
                KAFKA_GROUP_ID=group, KAFKA_SECURITY_PROTOCOL="PLAINTEXT",
                TWITTER_BEARER_TOKEN="", PYTHONUNBUFFERED="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    own_data_dir, own_port = tmp_path / "own-kafka", cluster.free_port(span=2 * OWN_NODES_MAX)
+    # One range of free ports: the own cluster's nodes, then the four of the TLS Kafka.
+    own_data_dir, own_port = tmp_path / "own-kafka", cluster.free_port(span=2 * OWN_NODES_MAX + 4)
     own_env = dict(env, KAFKA_PORT=str(own_port), KAFKA_DATA_DIR=str(own_data_dir),
                    KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{own_port}")
-    names = {topic: "sample", group: "tutorial", str(own_data_dir): ".kafka"}
+    tls_data_dir, tls_port = tmp_path / "tls-kafka", own_port + 2 * OWN_NODES_MAX
+
+    def tls_kafka(text: str) -> str:
+        text = TLS_PORTS.sub(lambda match: str(tls_port + int(match[1]) - 2), text)
+        return text.replace(TLS_DATA_DIR, str(tls_data_dir))
+
+    names = {topic: "sample", group: "tutorial", str(own_data_dir): ".kafka",
+             str(tls_data_dir): TLS_DATA_DIR}
     try:
-        ran = run_blocks(env, own_env, names)
+        ran = run_blocks(env, own_env, names, tls_kafka)
     finally:
         cluster.stop(own_data_dir, wipe=True)
+        cluster.stop(tls_data_dir, wipe=True)
     assert ran >= 8, "the README's tutorial commands were not found"
 
 
-def run_blocks(env: dict[str, str], own_env: dict[str, str], names: dict[str, str]) -> int:
+def run_blocks(env: dict[str, str], own_env: dict[str, str], names: dict[str, str],
+               tls_kafka=lambda text: text) -> int:
     ran = 0
     fresh = {name: kafkatools.unique_topic(name) for name in README_TOPICS}
     env = dict(env, TWITTER_TOPIC=fresh["tweets"], TRENDS_TOPIC=fresh["trends"])
@@ -191,9 +217,17 @@ def run_blocks(env: dict[str, str], own_env: dict[str, str], names: dict[str, st
         if directive.startswith("skip"):
             assert re.fullmatch(r"skip \(.+\)", directive), f"{where}: say why it is skipped"
             continue
-        block_env = env
-        if directive == "own kafka":
-            block_env, directive = own_env, ""
+        block_env, parts = env, [part.strip() for part in directive.split(",")]
+        if "own kafka" in parts:
+            block_env = own_env
+        if "tls kafka" in parts:
+            block.code = tls_kafka(block.code)
+        if ".env above" in parts:
+            assert block.dotenv, f"{where}: no ```dotenv block above it"
+            block_env = dict(block_env, **{name: tls_kafka(value) if "tls kafka" in parts else value
+                                           for name, value in block.dotenv.items()})
+        directive = ", ".join(part for part in parts
+                              if part not in ("own kafka", "tls kafka", ".env above"))
         if match := re.fullmatch(r"interrupt after (\d+) lines?", directive):
             process = Process(["bash", "-c", f"exec {block.code.strip()}"], env=block_env)
             process.wait_for_stdout(int(match[1]), timeout_s=60)
