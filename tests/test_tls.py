@@ -344,10 +344,6 @@ def test_the_probe_finds_nothing_wrong_with_a_good_setup(tls_kafka):
         assert diagnose.probe(settings) == diagnose.FINE
 
 
-# twitter-stream.py is being rewritten (branch twitter): the version in this branch predates the
-# shared cli.Run, so it fails here; the rewritten one passes (checked on a merge of both).
-@pytest.mark.xfail(reason="twitter-stream.py is being rewritten on branch twitter; remove this mark "
-                          "once it is merged", strict=False)
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
 @pytest.mark.broker  # the module's Kafka with TLS
 def test_twitter_stream_replays_over_tls(tls_kafka, mechanism):
@@ -355,6 +351,6 @@ def test_twitter_stream_replays_over_tls(tls_kafka, mechanism):
     status, out, err, _ = run_script("twitter-stream.py", "--replay", "--max-tweets", "5",
                                      bootstrap=f"localhost:{tls_kafka.tls_port}",
                                      KAFKA_SASL_MECHANISM=mechanism, KAFKA_SSL_CAFILE=tls_kafka.ca_file,
-                                     KAFKA_TOPIC=topic)
+                                     TWITTER_TOPIC=topic)
     assert status == 0, err
-    assert "published 5 of 5 tweets" in out + err and "Secr" not in out + err
+    assert f"published 5 of 5 tweets to '{topic}'" in out + err and "Secr" not in out + err
