@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -272,8 +273,9 @@ class Deliveries:
         self.sent += 1
         if record is None:  # bound methods: no functools.partial per record (~0.7 µs less each)
             future.add_callback(self._acked).add_errback(self._failed)
-        else:
-            future.add_both(self._answered, record)
+        else:  # one partial for both (add_both() makes two)
+            answered = functools.partial(self._answered, record)
+            future.add_callback(answered).add_errback(answered)
 
     def _acked(self, metadata: Any) -> None:
         self._answered(None, metadata)

@@ -35,7 +35,6 @@ import json
 import random
 import sys
 import time
-import uuid
 import zlib
 from typing import BinaryIO, Iterator, NamedTuple
 
@@ -143,9 +142,14 @@ DEFAULT_COUNT = 6
 
 
 class Message(NamedTuple):
-    label: str  # how errors name it: "event 3", "line 7"
+    kind: str  # "event" or "line"
+    number: int  # from 1
     key: bytes | None
     value: bytes
+
+    @property
+    def label(self) -> str:  # how errors name it: "event 3", "line 7"
+        return f"{self.kind} {self.number}"
 
 
 def example_event(number: int, time_text: str, event_id: str) -> tuple[str, dict]:
@@ -168,13 +172,22 @@ def example_event(number: int, time_text: str, event_id: str) -> tuple[str, dict
 
 def example_messages(count: int) -> Iterator[Message]:
     """``count`` example events (0: without end), each made when it is about to be sent."""
-    ids = random.Random()  # one generator: uuid4() would make a system call per id (os.urandom)
-    clock = cli.UtcClock()
+    ids, clock = random_ids(), cli.UtcClock()
     for number in itertools.count() if count == 0 else range(count):
-        event_id = str(uuid.UUID(int=ids.getrandbits(128), version=4))
-        key, event = example_event(number, clock.now(), event_id)
+        key, event = example_event(number, clock.now(), next(ids))
         # Plain UTF-8 bytes: any Kafka client in any language can read them.
-        yield Message(f"event {number + 1}", key.encode(), json.dumps(event).encode())
+        yield Message("event", number + 1, key.encode(), json.dumps(event).encode())
+
+
+def random_ids() -> Iterator[str]:
+    """Random (version 4) UUIDs as text, like str(uuid.uuid4()), from one generator seeded once:
+    uuid4() reads os.urandom for each id, a system call that hands the GIL to kafka-python's
+    I/O thread and back, and uuid.UUID() checks what is right by construction (~2 us an id)."""
+    bits = random.Random().getrandbits
+    while True:
+        digits = f"{bits(128):032x}"
+        yield (f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{'89ab'[bits(2)]}{digits[17:20]}-"
+               f"{digits[20:]}")
 
 
 def parse_line(line: bytes, separator: bytes | None) -> tuple[bytes | None, bytes]:
@@ -208,7 +221,7 @@ def stdin_messages(stream: BinaryIO, separator: bytes | None, run: cli.Run,
         except ValueError as error:
             report.not_sent(f"line {number}", str(error))
             continue
-        yield Message(f"line {number}", key, value)
+        yield Message("line", number, key, value)
 
 
 def messages(args: argparse.Namespace, run: cli.Run, report: "Report") -> Iterator[Message]:

@@ -68,7 +68,7 @@ def produce(bootstrap: str, topic: str, count: int, records: list[tuple[bytes, b
                 if ahead > 0:
                     time.sleep(ahead)
             futures.append(producer.send(topic, value=value, key=key or None, headers=[
-                (b"source", b"replay"), ("received_at", clock.now().encode())] if headers else None))
+                ("source", b"replay"), ("received_at", clock.now().encode())] if headers else None))
         producer.flush()
     finally:
         producer.close()

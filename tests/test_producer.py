@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -89,9 +91,9 @@ def test_stdin_messages_skip_empty_lines_number_by_line_and_report_the_rejected(
     report = producer.Report(cli.Run("producer.py"), err=err)
     items = list(producer.stdin_messages(stream, b":", cli.Run("producer.py"), report))
     assert items == [
-        producer.Message("line 1", b"a", b"1"),
-        producer.Message("line 4", b"b", b"2"),
-        producer.Message("line 6", b"c", b"3"),
+        producer.Message("line", 1, b"a", b"1"),
+        producer.Message("line", 4, b"b", b"2"),
+        producer.Message("line", 6, b"c", b"3"),
     ]
     assert report.rejected == 1 and report.deliveries.sent == 0  # never sent, so not counted as sent
     assert err.getvalue() == "producer.py: error: line 5 not sent: no key separator ':' in it\n"
@@ -112,8 +114,8 @@ def test_report_counts_and_prints_the_brokers_answers():
     out, err = io.StringIO(), io.StringIO()
     report = producer.Report(cli.Run("producer.py"), out=out, err=err)
     acked, failed = Future(), Future()
-    report.deliveries.track(acked, producer.Message("event 1", b"alice", b"{}"))
-    report.deliveries.track(failed, producer.Message("event 2", None, b"x" * 2000))
+    report.deliveries.track(acked, producer.Message("event", 1, b"alice", b"{}"))
+    report.deliveries.track(failed, producer.Message("event", 2, None, b"x" * 2000))
     assert (report.deliveries.sent, report.deliveries.pending) == (2, 2)
     acked.success(type("Metadata", (), {"partition": 2, "offset": 41})())
     failed.failure(producer.MessageSizeTooLargeError())
@@ -386,3 +388,11 @@ def test_compressed_batches_arrive_whole(bootstrap_servers, topic, capsys):
     assert status == 0 and summary(err) == (50, 50, 0, 0, 0)
     records = kafkatools.read_all(bootstrap_servers, topic, expected=50)
     assert len(records) == 50 and all(json.loads(r.value)["event_id"] for r in records)
+
+
+def test_random_ids_are_version_4_uuids_and_unique():
+    ids = list(itertools.islice(producer.random_ids(), 2000))
+    assert len(set(ids)) == len(ids)
+    for text in ids[:200]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
