@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 import uuid
 
@@ -81,3 +84,27 @@ def end_offset(bootstrap: str, topic: str, partition: int = 0) -> int:
         return 0
     finally:
         consumer.close()
+
+
+@contextlib.contextmanager
+def own_broker(data_dir):
+    """A one-node Kafka of the test's own, which it may freeze (see frozen()); its bootstrap
+    address and the node's pid."""
+    from broker import cluster
+
+    kafka = cluster.start(data_dir=data_dir, port=cluster.free_port())
+    try:
+        yield kafka.bootstrap, kafka.nodes[0].pid
+    finally:
+        cluster.stop(data_dir=data_dir)
+
+
+@contextlib.contextmanager
+def frozen(pid: int):
+    """The broker stops answering (SIGSTOP) while its connections stay open, as a hung or
+    overloaded one does; it goes on when the block ends."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

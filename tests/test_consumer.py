@@ -379,29 +379,20 @@ def test_any_value_that_looks_like_a_tweet_shows_on_one_line(value):
 
 @pytest.mark.broker
 def test_ctrl_c_while_the_broker_does_not_answer_ends_within_seconds(tmp_path):
-    from broker import cluster
-
-    kafka = cluster.start(data_dir=tmp_path / "kafka", port=cluster.free_port())
-    pid = kafka.nodes[0].pid
-    try:
-        topic = kafkatools.create_topic(kafka.bootstrap, kafkatools.unique_topic())
-        send(kafka.bootstrap, topic, {"value": b"one"})
+    with kafkatools.own_broker(tmp_path / "kafka") as (bootstrap, pid):
+        topic = kafkatools.create_topic(bootstrap, kafkatools.unique_topic())
+        send(bootstrap, topic, {"value": b"one"})
         script = start_script("consumer.py", "--topic", topic, "--group", kafkatools.unique_topic("g"),
-                              env=script_env(kafka.bootstrap))
+                              env=script_env(bootstrap))
         script.wait_for_stdout(1)
-        os.kill(pid, signal.SIGSTOP)  # the broker stops answering; its connections stay open
-        try:
+        with kafkatools.frozen(pid):
             script.process.send_signal(signal.SIGINT)
             began = time.monotonic()
             assert script.finish(timeout_s=30) == 130
             took = time.monotonic() - began
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        assert took < 8, took  # leaving the group waits at most 5 s (kafka-python's default: 30)
-        # If the broker stopped before the commit of the printed record, it says so.
-        assert script.stderr[-1] == "Processed a total of 1 messages"
-        assert script.stderr[:-1] in ([], [
-            "WARNING consumer: Kafka did not answer the last commit: the records printed since "
-            "the one before will show again next time"])
-    finally:
-        cluster.stop(data_dir=tmp_path / "kafka")
+    assert took < 8, took  # leaving the group waits at most 5 s (kafka-python's default: 30)
+    # If the broker stopped before the commit of the printed record, it says so.
+    assert script.stderr[-1] == "Processed a total of 1 messages"
+    assert script.stderr[:-1] in ([], [
+        "WARNING consumer: Kafka did not answer the last commit: the records printed since "
+        "the one before will show again next time"])

@@ -346,39 +346,30 @@ def test_a_line_read_before_ctrl_c_is_still_sent(bootstrap_servers, topic):
 
 @pytest.mark.broker
 def test_sigterm_while_the_broker_does_not_answer_waits_at_most_10_s(tmp_path):
-    from broker import cluster
-
-    kafka = cluster.start(data_dir=tmp_path / "kafka", port=cluster.free_port())
-    pid = kafka.nodes[0].pid
-    try:
-        topic = kafkatools.create_topic(kafka.bootstrap, kafkatools.unique_topic())
+    with kafkatools.own_broker(tmp_path / "kafka") as (bootstrap, pid):
+        topic = kafkatools.create_topic(bootstrap, kafkatools.unique_topic())
         script = start_script("producer.py", "--topic", topic, "--count", "0", "--rate", "200",
-                              env=script_env(kafka.bootstrap))
+                              env=script_env(bootstrap))
         script.wait_for_stdout(5)
-        os.kill(pid, signal.SIGSTOP)  # the broker stops answering, its connections stay open
-        try:
+        with kafkatools.frozen(pid):
             # Frozen: no acknowledgement for 0.5 s, while events go on being sent at 200/s.
             seen = [len(script.stdout), time.monotonic()]
 
-            def frozen() -> bool:
+            def no_answers() -> bool:
                 if len(script.stdout) != seen[0]:
                     seen[:] = [len(script.stdout), time.monotonic()]
                 return time.monotonic() - seen[1] >= 0.5
 
-            kafkatools.wait_for(frozen, 10, what="the broker to stop answering")
+            kafkatools.wait_for(no_answers, 10, what="the broker to stop answering")
             script.process.send_signal(signal.SIGTERM)
             began = time.monotonic()
             assert script.finish(timeout_s=20) == 143
             took = time.monotonic() - began
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        assert took < 13, took
-        assert any(line.startswith("waiting up to 10 s for Kafka to acknowledge") for line in script.stderr)
-        sent, acked, failed, _, unanswered = summary(script.stderr)
-        assert unanswered > 0 and sent == acked + failed + unanswered
-        assert not any("Traceback" in line or "Exception ignored" in line for line in script.stderr)
-    finally:
-        cluster.stop(data_dir=tmp_path / "kafka")
+    assert took < 13, took
+    assert any(line.startswith("waiting up to 10 s for Kafka to acknowledge") for line in script.stderr)
+    sent, acked, failed, _, unanswered = summary(script.stderr)
+    assert unanswered > 0 and sent == acked + failed + unanswered
+    assert not any("Traceback" in line or "Exception ignored" in line for line in script.stderr)
 
 
 @pytest.mark.broker
