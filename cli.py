@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import logging
 import math
 import os
 import re
@@ -44,8 +43,6 @@ GRACE_S = 10.0
 # While connecting: say what we wait for if Kafka has not answered after this long.
 SLOW_CONNECT_S = 1.5
 ASCII_DIGITS = re.compile(r"[0-9]+")
-
-log = logging.getLogger("cli")
 
 
 class Failure(Exception):

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 import kafkatools
 from broker import cluster, jars

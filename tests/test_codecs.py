@@ -14,7 +14,6 @@ import subprocess
 import pytest
 
 import consumer
-import kafkatools
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 

@@ -6,13 +6,11 @@ import io
 import itertools
 import json
 import re
-import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
 
 import pytest
 from kafka.admin import KafkaAdminClient

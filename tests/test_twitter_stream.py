@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import requests
 from hypothesis import given, strategies as st
 from kafka.errors import KafkaTimeoutError, KafkaConnectionError
 from kafka.future import Future
