@@ -206,27 +206,23 @@ def unreachable_message(settings: Settings, error: Exception) -> str:
     SASL login as the same bootstrap timeout as a broker that is not there at all: a short
     probe (diagnose.py) tells them apart.
     """
-    if settings.security_protocol == "PLAINTEXT":
-        hint = "is Kafka running? start one with: make kafka"
-        if accepts_connections(settings.bootstrap_list):  # something listens: TLS only?
-            import diagnose
-
-            finding = diagnose.probe(settings)
-            if finding.problem:
-                return finding.message
-    else:
-        import diagnose  # only a cluster with TLS or SASL needs it
+    plaintext = settings.security_protocol == "PLAINTEXT"
+    # Probe with TLS or SASL (a managed cluster); in plaintext only if something listens
+    # (a TLS-only port?): with nothing there, there is nothing to tell apart.
+    if not plaintext or accepts_connections(settings.bootstrap_list):
+        import diagnose  # only then is it needed
 
         finding = diagnose.probe(settings)
         if finding.problem:
             return finding.message
-        if settings.security_protocol.startswith("SASL_"):  # it listens, speaks the protocol
-            return (
-                f"Kafka at {settings.bootstrap_servers} did not accept the SASL login of user "
-                f"{settings.sasl_username!r} ({settings.sasl_mechanism}): check KAFKA_SASL_USERNAME, "
-                f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
-            )
-        hint = "check KAFKA_BOOTSTRAP_SERVERS and KAFKA_SSL_CAFILE"
+    if settings.security_protocol.startswith("SASL_"):  # it listens, speaks the protocol
+        return (
+            f"Kafka at {settings.bootstrap_servers} did not accept the SASL login of user "
+            f"{settings.sasl_username!r} ({settings.sasl_mechanism}): check KAFKA_SASL_USERNAME, "
+            f"KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+        )
+    hint = ("is Kafka running? start one with: make kafka" if plaintext
+            else "check KAFKA_BOOTSTRAP_SERVERS and KAFKA_SSL_CAFILE")
     return f"cannot reach Kafka at {settings.bootstrap_servers} ({error}); {hint}"
 
 
