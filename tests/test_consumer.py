@@ -96,9 +96,9 @@ def test_keys_and_missing_timestamps():
     assert consumer.format_timestamp(0) == "1970-01-01T00:00:00.000Z"
 
 
-def test_json_line_is_like_kcat_and_marks_base64():
-    line = consumer.json_line(record(key=None, value=b"\xff\x00", headers=[("trace", b"abc"),
-                                                                         ("raw", b"\x80")]))
+def test_json_lines_are_like_kcat_and_mark_base64():
+    [line] = consumer.json_lines([record(key=None, value=b"\xff\x00", headers=[("trace", b"abc"),
+                                                                             ("raw", b"\x80")])])
     assert json.loads(line) == {
         "topic": "sample", "partition": 2, "offset": 7, "timestamp": 1795640463123,
         "key": None, "value": {"base64": "/wA="},
@@ -111,7 +111,8 @@ def test_json_line_is_like_kcat_and_marks_base64():
 def test_any_bytes_print_on_one_line_and_json_keeps_them(key, value, header):
     line = consumer.text_line(record(key=key, value=value, headers=[header]))
     assert line.isprintable()  # no newline, no terminal escape: one safe line per record
-    shown = json.loads(consumer.json_line(record(key=key, value=value, headers=[header])))
+    [line] = consumer.json_lines([record(key=key, value=value, headers=[header])])
+    shown = json.loads(line)
 
     def original(data):
         return base64.b64decode(data["base64"]) if isinstance(data, dict) else (
@@ -133,19 +134,41 @@ class OverEagerConsumer:
         self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
 
 
+def offsets_only(records):
+    return [str(record.offset) for record in records]
+
+
 def test_max_messages_commits_exactly_after_the_last_printed_record():
     tp0, tp1 = TopicPartition("sample", 0), TopicPartition("sample", 1)
     batch = {tp0: [record(offset=o) for o in (10, 11, 12)],
              tp1: [record(offset=o) for o in (20, 21, 22)]}
     fake, out = OverEagerConsumer([batch]), io.StringIO()
-    printed = consumer.consume(fake, lambda r: str(r.offset), out, cli.Run(consumer.PROG), max_messages=4)
+    printed = consumer.consume(fake, offsets_only, out, cli.Run(consumer.PROG), max_messages=4)
     assert printed == 4 and out.getvalue().split() == ["10", "11", "12", "20"]
     assert fake.commits == [{0: 13, 1: 21}]  # the next offset to read, per partition
 
 
+def test_a_poll_asks_for_at_most_max_poll_records_then_for_what_is_left():
+    asked = []
+
+    class Recording(OverEagerConsumer):
+        def poll(self, timeout_ms, max_records=None):
+            asked.append(max_records)
+            return super().poll(timeout_ms, max_records)
+
+    tp0 = TopicPartition("sample", 0)
+    whole = [record(offset=o) for o in range(consumer.MAX_POLL_RECORDS)]
+    fake = Recording([{tp0: whole}, {tp0: [record(offset=consumer.MAX_POLL_RECORDS)]}])
+    printed = consumer.consume(fake, offsets_only, io.StringIO(), cli.Run(consumer.PROG),
+                               max_messages=consumer.MAX_POLL_RECORDS + 1)
+    # Not all of --max-messages at once: one commit per poll must stay a small share of the work.
+    assert (printed, asked) == (consumer.MAX_POLL_RECORDS + 1, [consumer.MAX_POLL_RECORDS, 1])
+    assert fake.commits == [{0: consumer.MAX_POLL_RECORDS}, {0: consumer.MAX_POLL_RECORDS + 1}]
+
+
 def test_without_a_group_to_keep_nothing_is_committed():
     fake = OverEagerConsumer([{TopicPartition("sample", 0): [record(offset=0)]}])
-    consumer.consume(fake, str, io.StringIO(), cli.Run(consumer.PROG), max_messages=1, commit=False)
+    consumer.consume(fake, offsets_only, io.StringIO(), cli.Run(consumer.PROG), max_messages=1, commit=False)
     assert fake.commits == []
 
 
@@ -300,16 +323,21 @@ def test_a_signal_closes_cleanly_and_keeps_the_groups_place(bootstrap_servers, t
     assert status == 0 and TEXT_LINE.fullmatch(out[0]).group(2, 5) == ("5", "after")
 
 
-@given(key=st.none() | st.binary(), value=st.none() | st.binary() | st.text().map(str.encode),
-       headers=st.lists(st.tuples(st.text(), st.none() | st.binary()), max_size=3),
-       topic=st.from_regex(r"[a-zA-Z0-9._-]{1,20}", fullmatch=True),
-       offset=st.integers(0, 2**63 - 1), timestamp=st.integers(-1, 2**50))
-def test_json_line_is_exactly_what_json_dumps_makes(key, value, headers, topic, offset, timestamp):
-    shown = ConsumerRecord(topic, 3, 0, offset, timestamp, 0, key, value, headers, None, -1, -1, -1)
-    assert consumer.json_line(shown) == json.dumps({
-        "topic": topic, "partition": 3, "offset": offset, "timestamp": timestamp,
+RECORDS = st.tuples(st.none() | st.binary(), st.none() | st.binary() | st.text().map(str.encode),
+                    st.lists(st.tuples(st.text(), st.none() | st.binary()), max_size=3),
+                    st.integers(0, 2**63 - 1), st.integers(-1, 2**50))
+
+
+@given(topic=st.from_regex(r"[a-zA-Z0-9._-]{1,20}", fullmatch=True), partition=st.integers(0, 10_000),
+       records=st.lists(RECORDS, min_size=1, max_size=5))
+def test_json_lines_are_exactly_what_json_dumps_makes(topic, partition, records):
+    shown = [ConsumerRecord(topic, partition, 0, offset, timestamp, 0, key, value, headers, None, -1, -1, -1)
+             for key, value, headers, offset, timestamp in records]
+    assert consumer.json_lines(shown) == [json.dumps({
+        "topic": topic, "partition": partition, "offset": offset, "timestamp": timestamp,
         "key": consumer.json_bytes(key), "value": consumer.json_bytes(value),
         "headers": [[name, consumer.json_bytes(data)] for name, data in headers]})
+        for key, value, headers, offset, timestamp in records]
 
 
 @pytest.mark.broker
