@@ -100,6 +100,7 @@ def consume(consumer: KafkaConsumer, render: Callable[[list[ConsumerRecord]], li
             commit: bool = True) -> int:
     """Print records until ``max_messages``, ``timeout_ms`` of silence or a signal; return the count."""
     printed = 0
+    commits = Commits()
     quiet_since = time.monotonic()
     while not run.stopping and (max_messages is None or printed < max_messages):
         # poll() returns what has arrived, per partition ({} after POLL_MS without any).
@@ -124,10 +125,41 @@ def consume(consumer: KafkaConsumer, render: Callable[[list[ConsumerRecord]], li
         printed += len(lines)
         # 3. At-least-once: commit only what has been printed, after it was printed. A crash
         #    in between shows these records again next time; none is ever skipped.
+        #    commit_async() does not wait for Kafka's answer: we print the next batch meanwhile.
         if commit:
-            commit_printed(consumer, offsets, run)  # consumer.commit(offsets), see below
+            consumer.commit_async(offsets, callback=commits.answered)
+            commits.sent(offsets)
         quiet_since = time.monotonic()
+    # The last commit waits for the answer (and repeats any that failed): consumer.commit().
+    if commits.unanswered():
+        commit_printed(consumer, commits.unanswered(), run)
     return printed
+
+
+class Commits:
+    """The offsets committed with commit_async(), and those Kafka has confirmed."""
+
+    def __init__(self) -> None:
+        self.sent_offsets: dict = {}
+        self.confirmed: dict = {}
+
+    def sent(self, offsets: dict) -> None:
+        self.sent_offsets.update(offsets)
+
+    def answered(self, offsets: dict, result) -> None:
+        # Called by kafka-python within poll(), on this thread: newest answer first, when several
+        # came in since the last poll. A failed commit stays unanswered; a later one covers it.
+        if isinstance(result, Exception):
+            log.debug("an offset commit failed (a later one covers it): %s", result)
+            return
+        for partition, offset in offsets.items():
+            known = self.confirmed.get(partition)
+            if known is None or known.offset < offset.offset:
+                self.confirmed[partition] = offset
+
+    def unanswered(self) -> dict:
+        return {partition: offset for partition, offset in self.sent_offsets.items()
+                if self.confirmed.get(partition) != offset}
 
 
 def commit_printed(consumer: KafkaConsumer, offsets: dict, run: cli.Run) -> None:

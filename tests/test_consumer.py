@@ -122,16 +122,29 @@ def test_any_bytes_print_on_one_line_and_json_keeps_them(key, value, header):
 
 
 class OverEagerConsumer:
-    """poll() hands over more records than asked for, which a real fetch may do too."""
+    """poll() hands over more records than asked for, which a real fetch may do too. Like
+    kafka-python, it answers an async commit in a later poll(), newest answer first."""
 
-    def __init__(self, batches):
-        self.batches, self.commits = list(batches), []
+    def __init__(self, batches, *, failing=(), answer_at=()):
+        self.batches, self.commits, self.synced = list(batches), [], []
+        self.failing = set(failing)  # which async commits (by number) fail
+        self.answer_at = set(answer_at)  # which polls answer them (and any poll with nothing new)
+        self.answers, self.polls = [], 0
 
     def poll(self, timeout_ms, max_records=None):
-        return self.batches.pop(0) if self.batches else {}
+        self.polls += 1
+        batch = self.batches.pop(0) if self.batches else {}
+        while self.answers and (not batch or self.polls in self.answer_at):
+            callback, offsets, number = self.answers.pop()
+            callback(offsets, Exception("rebalancing") if number in self.failing else None)
+        return batch
+
+    def commit_async(self, offsets, callback):
+        self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
+        self.answers.append((callback, offsets, len(self.commits)))
 
     def commit(self, offsets, timeout_ms=None):
-        self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
+        self.synced.append({tp.partition: meta.offset for tp, meta in offsets.items()})
 
 
 def offsets_only(records):
@@ -146,6 +159,20 @@ def test_max_messages_commits_exactly_after_the_last_printed_record():
     printed = consumer.consume(fake, offsets_only, out, cli.Run(consumer.PROG), max_messages=4)
     assert printed == 4 and out.getvalue().split() == ["10", "11", "12", "20"]
     assert fake.commits == [{0: 13, 1: 21}]  # the next offset to read, per partition
+    assert fake.synced == [{0: 13, 1: 21}]  # not answered yet: the last commit waits for it
+
+
+def test_the_last_commit_repeats_only_what_kafka_did_not_confirm():
+    tp0, tp1 = TopicPartition("sample", 0), TopicPartition("sample", 1)
+    # Commits 1 and 2 are answered in the same poll, newest first; commit 3 fails.
+    fake = OverEagerConsumer([{tp0: [record(offset=0)], tp1: [record(offset=0)]},
+                              {tp0: [record(offset=1)]}, {tp1: [record(offset=1)]}],
+                             answer_at={3}, failing={3})
+    printed = consumer.consume(fake, offsets_only, io.StringIO(), cli.Run(consumer.PROG),
+                               timeout_ms=1)
+    assert printed == 4 and fake.answers == []
+    assert fake.commits == [{0: 1, 1: 1}, {0: 2}, {1: 2}]
+    assert fake.synced == [{1: 2}]  # partition 0's offset 2 was confirmed: not again
 
 
 def test_a_poll_asks_for_at_most_max_poll_records_then_for_what_is_left():
@@ -164,12 +191,13 @@ def test_a_poll_asks_for_at_most_max_poll_records_then_for_what_is_left():
     # Not all of --max-messages at once: one commit per poll must stay a small share of the work.
     assert (printed, asked) == (consumer.MAX_POLL_RECORDS + 1, [consumer.MAX_POLL_RECORDS, 1])
     assert fake.commits == [{0: consumer.MAX_POLL_RECORDS}, {0: consumer.MAX_POLL_RECORDS + 1}]
+    assert fake.synced == [{0: consumer.MAX_POLL_RECORDS + 1}]
 
 
 def test_without_a_group_to_keep_nothing_is_committed():
     fake = OverEagerConsumer([{TopicPartition("sample", 0): [record(offset=0)]}])
     consumer.consume(fake, offsets_only, io.StringIO(), cli.Run(consumer.PROG), max_messages=1, commit=False)
-    assert fake.commits == []
+    assert fake.commits == fake.synced == []
 
 
 def test_choose_group():
