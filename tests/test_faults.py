@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 import kafkatools
 import cli
+import consumer
 import producer
 from broker import cluster
 from scripts import ROOT, load_script
@@ -131,7 +133,9 @@ def test_broker_killed_during_production_loses_and_duplicates_nothing(own_kafka)
 # --- 3. kill -9 consumer.py and restart it in the same group -------------------------------
 
 def test_consumer_killed_and_restarted_in_its_group_skips_nothing(bootstrap_servers, topic):
-    count = 5_000
+    # consumer.py commits after each poll of up to MAX_POLL_RECORDS printed records: enough
+    # records for three of them, so that it is killed with some committed and some not.
+    count = 3 * consumer.MAX_POLL_RECORDS
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers)
@@ -144,13 +148,18 @@ def test_consumer_killed_and_restarted_in_its_group_skips_nothing(bootstrap_serv
 
     first = script("consumer.py", *args, bootstrap=bootstrap_servers)
     printed_first: list[int] = []
-    # Read its output as it comes; kill it -9 once it has printed some, mid-stream.
-    while len(printed_first) < 1000:
-        line = first.stdout.readline()
-        assert line, first.stderr.read()
-        printed_first.append(json.loads(line)["offset"])
+    # Read its output as it comes; kill it -9 mid-stream, once it has committed some.
+    deadline = time.monotonic() + SCRIPT_TIMEOUT_S
+    while not (len(printed_first) % 1000 == 0 and committed_offset(bootstrap_servers, group, topic)):
+        assert time.monotonic() < deadline, "consumer.py committed nothing"
+        line = first.stdout.readline() if len(printed_first) < count else ""
+        if line:
+            printed_first.append(json.loads(line)["offset"])
     first.kill()
-    rest, _ = first.communicate(timeout=30)
+    # stdout.read(), not communicate(): that reads the pipe itself and would skip what
+    # readline() has buffered already.
+    rest = first.stdout.read()
+    first.wait(timeout=30)
     # A kill in the middle of a write leaves its last line cut short: only whole lines count.
     printed_first += [json.loads(line)["offset"] for line in rest.split("\n")[:-1]]
     assert first.returncode == -signal.SIGKILL
