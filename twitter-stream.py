@@ -26,6 +26,7 @@ import collections
 import contextlib
 import http.client
 import json
+import json.scanner
 import logging
 import math
 import signal
@@ -408,7 +409,23 @@ CHUNK_BYTES = 64 * 1024  # at most this much is read at a time
 # A line may grow to 2 MiB (twice Kafka's default largest message) before it is dropped.
 MAX_LINE_BYTES = 2 * 1024 * 1024
 TOO_LONG = b"<a line too long to keep>"  # split_lines() yields this very object for one
-decode_json = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_scan_json = json.scanner.make_scanner(_decoder)  # the C scanner that json.loads() runs
+
+
+def decode_json(text: str) -> object:
+    """json.loads(text), ~25% cheaper for a line of X's stream ("{...}", no space around): it
+    skips the two whitespace regexes around the scan. Anything else takes the whole way, with
+    the same result or the same error."""
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            value, end = _scan_json(text, 0)
+        except StopIteration:  # cannot happen after "{": the scanner raises ValueError instead
+            pass
+        else:
+            if end == len(text):
+                return value
+    return _decoder.decode(text)
 
 
 class Parsed(NamedTuple):

@@ -218,6 +218,28 @@ def test_parse_line_takes_any_json_however_deep_without_raising(value, depth):
             ts.is_disconnect(parsed.detail)
 
 
+def json_loads_or_error(text: str):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        return type(error), str(error)
+
+
+@given(text=st.one_of(
+    json_values.map(json.dumps), json_values.map(lambda value: json.dumps({"data": value})),
+    st.tuples(json_values.map(lambda value: json.dumps({"x": value})), st.text(max_size=5), st.text(max_size=5))
+    .map(lambda parts: parts[1] + parts[0] + parts[2]),  # "{...}" with anything before or after
+    st.tuples(json_values.map(lambda value: json.dumps({"x": value})), st.text(max_size=5))
+    .map(lambda parts: parts[0] + parts[1] + "}"),  # an object, then more that ends in "}"
+    st.text(max_size=30).map(lambda inner: "{" + inner + "}"), st.text(max_size=30)))
+def test_decode_json_is_json_loads(text):
+    try:
+        decoded = ts.decode_json(text)
+    except (ValueError, RecursionError) as error:
+        decoded = type(error), str(error)
+    assert decoded == json_loads_or_error(text)  # the same value, or the same error
+
+
 @given(data=st.binary(max_size=200))
 def test_parse_line_takes_any_bytes_without_raising(data):
     assert ts.parse_line(data).kind in (ts.KEEP_ALIVE, ts.TWEET, ts.ERRORS, ts.OTHER, ts.MALFORMED)
