@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             # with 1 partition, and producer.py would then not make it with 3.
             allow_auto_create_topics=False,
             # Each poll's records are printed, then committed: a round trip to Kafka. When far
-            # behind, larger polls (kafka-python's default is 500) make that cost per record small.
+            # behind, larger polls (kafka-python's default is 500) make that cost per record
+            # small; the price: after a crash, up to that many printed records show again.
             max_poll_records=MAX_POLL_RECORDS,
         )
         run.connected()

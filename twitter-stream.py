@@ -175,7 +175,7 @@ def open_source(args: argparse.Namespace, settings: config.Settings, run: cli.Ru
     """The lines to publish, parsed: from the replay file or from X (which adds the filter
     rules first, and removes those it added when closed)."""
     if args.replay is not None:
-        yield from replay_file(Path(args.replay), args.loop, run)
+        yield from replay_file(Path(args.replay), args.loop, run, report)
         return
     session = make_session(settings.twitter_bearer_token)
     added: list[str] = []
@@ -263,8 +263,10 @@ def read_chunks(response: requests.Response, run: cli.Run) -> Iterator[bytes]:
         yield chunk
 
 
-def replay_file(path: Path, loop: bool, run: cli.Run) -> Iterator[tuple[Parsed, bytes]]:
-    """The lines of a recorded stream, parsed, once or (loop) until a signal."""
+def replay_file(path: Path, loop: bool, run: cli.Run,
+                report: "Report | None" = None) -> Iterator[tuple[Parsed, bytes]]:
+    """The lines of a recorded stream, parsed, once or (loop) until a signal. After the first
+    pass, ``report`` counts what it skips without saying it again."""
     while True:
         got_tweet = False
         try:
@@ -277,6 +279,8 @@ def replay_file(path: Path, loop: bool, run: cli.Run) -> Iterator[tuple[Parsed, 
             raise cli.Failure(f"cannot read {path}: {error.strerror or error}") from None
         if not loop or run.stopping:
             return
+        if report is not None:
+            report.told_once = True
         if not got_tweet:
             raise cli.Failure(f"{path} holds no tweets to replay", cli.EXIT_USAGE)
 
@@ -525,13 +529,18 @@ class Report:
         self.deliveries = cli.Deliveries(on_error=self._failed)
         self.skipped = self.too_large = self.reconnects = 0
         self.kafka_error: BaseException | None = None  # a failure other than "too large": stop
+        # --replay --loop: the file's lines were told once. Telling them again on every pass
+        # says nothing new, and cost 2% of the tweets/s.
+        self.told_once = False
 
     def skip(self, parsed: Parsed, line: bytes) -> None:
         if parsed.kind == KEEP_ALIVE:
             return
         self.skipped += 1
+        self.too_large += line is TOO_LONG
+        if self.told_once:
+            return
         if line is TOO_LONG:
-            self.too_large += 1
             log.warning("skipped a line longer than %s bytes, up to its end", f"{MAX_LINE_BYTES:,}")
         elif parsed.kind == MALFORMED:
             log.warning("skipped a malformed line (%s): %.80r", parsed.detail, line)

@@ -550,8 +550,8 @@ def twitter(ctx: Context) -> list[Row]:
     ctx.note(f"twitter-stream.py: the shipped sample's {len(lines)} tweets ({tweet_bytes:.0f} bytes each on "
              f"average), in a cycle. Live: the tests' fake X API (testkit/fake_x_api.py, a real local HTTP "
              f"server) writes them as fast as it can, in chunked ~64 KB blocks; --replay reads "
-             f"data/sample-stream.jsonl itself (whose malformed line and error object are logged and skipped "
-             f"on each pass). Whole-command wall time (Python start and Kafka connect included), "
+             f"data/sample-stream.jsonl itself (whose malformed line and error object are skipped on each pass, logged on the first "
+             f"only). Whole-command wall time (Python start and Kafka connect included), "
              f"every tweet acknowledged. The bare loop sends the same tweets with the script's producer "
              f"settings ({', '.join(f'{k}={v}' for k, v in tuning.items())}), once with the script's two "
              f"headers (source, received_at: the same records) and once without.")

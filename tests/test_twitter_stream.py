@@ -431,7 +431,7 @@ def test_replay_of_the_shipped_file_lands_exactly_its_valid_tweets(bootstrap_ser
     assert "skipped a malformed line" in caplog.text and "operational-disconnect" in caplog.text
 
 
-def test_replay_rate_and_loop(tmp_path, bootstrap_servers, topic):
+def test_replay_rate_and_loop(tmp_path, bootstrap_servers, topic, capsys, caplog):
     tweets = [json.dumps({"data": {"id": str(n), "text": f"t{n}"}}).encode() for n in (11, 12, 13)]
     replay = tmp_path / "three.jsonl"
     replay.write_bytes(b"\r\n".join([tweets[0], b"", tweets[1], b"{oops", tweets[2]]) + b"\r\n")
@@ -441,6 +441,9 @@ def test_replay_rate_and_loop(tmp_path, bootstrap_servers, topic):
     assert ts.main(argv, sleep=clock.sleep, clock=clock) == cli.EXIT_OK
     assert_published(kafkatools.read_all(bootstrap_servers, topic, 7), (tweets * 3)[:7], "replay")
     assert clock.slept == pytest.approx([0.01] * 6)  # the 7th tweet is the last: no wait after it
+    # Two passes reach "{oops" (the third stops at 11): both count, only the first warns.
+    assert caplog.text.count("skipped a malformed line") == 1
+    assert "skipped 2," in capsys.readouterr().err
 
 
 def test_duration_stops_a_looping_replay_once_all_is_acknowledged(tmp_path, bootstrap_servers, topic, capsys):
