@@ -382,9 +382,18 @@ class UtcClock:
 
 
 def utc_text(ms: int) -> str:
-    """Milliseconds since 1970 as '1970-01-01T00:00:00.000Z'."""
-    moment = datetime.fromtimestamp(ms // 1000, timezone.utc).replace(microsecond=ms % 1000 * 1000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """Milliseconds since 1970 as '1970-01-01T00:00:00.000Z'. A time after the year 9999 (Kafka
+    keeps any 64-bit timestamp a topic allows) is shown as the number itself, never an error."""
+    try:
+        return f"{_utc_second(ms // 1000)}{ms % 1000:03d}Z"
+    except (ValueError, OverflowError, OSError):  # beyond what datetime can name
+        return str(ms)
+
+
+@functools.lru_cache(maxsize=1024)  # records come in order: most share their second
+def _utc_second(seconds: int) -> str:
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}."
 
 
 def printable(text: str) -> str:

@@ -332,18 +332,23 @@ def hashtags(text: str) -> set[str]:
 
 def minute_of(created_at: str | None, timestamp_ms: int) -> str:
     """The UTC minute of ``created_at`` ('2026-11-25T18:00:17.577Z' -> '2026-11-25T18:00:00Z'),
-    or of the record's timestamp when the tweet has no (valid) created_at."""
-    moment = None
-    if created_at:
-        try:
-            moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is None:
+    or of the record's timestamp when the tweet has no (valid) created_at. A time that names no
+    minute of the years 1-9999 (no timestamp, or a hostile one) counts in 1970-01-01T00:00."""
+    try:
+        moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
-    if moment is None:
-        moment = datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:00Z")
+        return utc_minute(moment.astimezone(timezone.utc))
+    except (AttributeError, ValueError, OverflowError):  # none, not ISO 8601, or out of range
+        pass
+    try:
+        return utc_minute(datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, timezone.utc))
+    except (ValueError, OverflowError, OSError):
+        return utc_minute(datetime.fromtimestamp(0, timezone.utc))
+
+
+def utc_minute(moment: datetime) -> str:
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M}:00Z"  # %Y would not pad the year 999
 
 
 def parse_count(value: bytes | None) -> Count | None:

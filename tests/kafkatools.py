@@ -17,10 +17,11 @@ def unique_topic(prefix: str = "test") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
+def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict | None = None) -> str:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                      topic_configs=configs or {})])
     finally:
         admin.close()
     return name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timedelta, timezone
 import io
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, strategies as st
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 from kafka.future import Future
 
@@ -133,7 +135,19 @@ def test_number_flags_refuse_what_would_misbehave(convert, text):
 def test_utc_text_ends_in_z_to_the_millisecond():
     assert cli.utc_text(0) == "1970-01-01T00:00:00.000Z"
     assert cli.utc_text(1795640463123) == "2026-11-25T21:01:03.123Z"
+    assert cli.utc_text(253402300799999) == "9999-12-31T23:59:59.999Z"
     assert cli.UtcClock().now().endswith("Z")
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_utc_text_names_any_kafka_timestamp(ms):
+    # Kafka keeps any 64-bit timestamp a topic allows: past the year 9999, the number itself.
+    text = cli.utc_text(ms)
+    if text == str(ms):
+        assert not 0 <= ms < 253402300800000
+    else:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        assert moment == datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=ms)
 
 
 def test_printable_escapes_what_would_break_a_line():

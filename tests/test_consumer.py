@@ -94,6 +94,7 @@ def test_keys_and_missing_timestamps():
     assert cli.show_bytes(b"sensor-1\t\xc3") == "sensor-1\\t\\xc3"
     assert consumer.format_timestamp(-1) == "null"
     assert consumer.format_timestamp(0) == "1970-01-01T00:00:00.000Z"
+    assert consumer.format_timestamp(2**50) == "1125899906842624"  # the year 37648: the number
 
 
 def test_json_lines_are_like_kcat_and_mark_base64():
@@ -366,6 +367,20 @@ def test_json_lines_are_exactly_what_json_dumps_makes(topic, partition, records)
         "key": consumer.json_bytes(key), "value": consumer.json_bytes(value),
         "headers": [[name, consumer.json_bytes(data)] for name, data in headers]})
         for key, value, headers, offset, timestamp in records]
+
+
+@pytest.mark.broker
+def test_a_timestamp_past_the_year_9999_is_shown_as_a_number(bootstrap_servers, capsys):
+    # Kafka 4.x refuses timestamps over an hour ahead by default; a topic (or an older broker)
+    # may take any 64-bit one.
+    topic = kafkatools.create_topic(bootstrap_servers, kafkatools.unique_topic(),
+                                    configs={"message.timestamp.after.max.ms": str(2**63 - 1)})
+    send(bootstrap_servers, topic, {"value": b"far", "timestamp_ms": 2**50}, {"value": b"after"})
+    status, out, err = run_main(capsys, "--bootstrap-server", bootstrap_servers, "--topic", topic,
+                                "--from-beginning", "--max-messages", "2")
+    assert status == 0, err
+    assert [TEXT_LINE.fullmatch(line).group(4, 5) for line in out][0] == ("1125899906842624", "far")
+    assert TEXT_LINE.fullmatch(out[1])[5] == "after"
 
 
 @pytest.mark.broker

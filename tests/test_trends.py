@@ -45,6 +45,12 @@ def test_hashtags_are_word_characters_lowercased_once_per_tweet():
     ("2026-11-25T18:01:00", 0, "2026-11-25T18:01:00Z"),  # no zone: UTC, as X sends it
     (None, 1_795_640_463_123, "2026-11-25T21:01:00Z"),  # no created_at: the record's timestamp
     ("yesterday", 1_795_640_463_123, "2026-11-25T21:01:00Z"),
+    # Times that name no minute of the years 1-9999 in UTC: never an error, never a stuck group.
+    ("9999-12-31T23:59:59-01:00", 1_795_640_463_123, "2026-11-25T21:01:00Z"),
+    ("0001-01-01T00:00:00+01:00", 1_795_640_463_123, "2026-11-25T21:01:00Z"),
+    ("0999-05-01T10:11:12Z", 0, "0999-05-01T10:11:00Z"),
+    (None, 2**50, "1970-01-01T00:00:00Z"), (None, 2**63 - 1, "1970-01-01T00:00:00Z"),
+    (17, -1, "1970-01-01T00:00:00Z"),
 ])
 def test_minute_of_a_tweet(created_at, timestamp_ms, minute):
     assert trends.minute_of(created_at, timestamp_ms) == minute
