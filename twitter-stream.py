@@ -424,7 +424,7 @@ def decode_json(text: str) -> object:
     if text[:1] == "{" and text[-1:] == "}":
         try:
             value, end = _scan_json(text, 0)
-        except StopIteration:  # cannot happen after "{": the scanner raises ValueError instead
+        except StopIteration:  # a value missing inside ('{"a": }'): json.loads says which
             pass
         else:
             if end == len(text):

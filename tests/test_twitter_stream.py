@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 from kafka.errors import KafkaTimeoutError, KafkaConnectionError
 from kafka.future import Future
 
@@ -232,6 +232,8 @@ def json_loads_or_error(text: str):
     st.tuples(json_values.map(lambda value: json.dumps({"x": value})), st.text(max_size=5))
     .map(lambda parts: parts[0] + parts[1] + "}"),  # an object, then more that ends in "}"
     st.text(max_size=30).map(lambda inner: "{" + inner + "}"), st.text(max_size=30)))
+@example('{"a": }')  # the scanner raises StopIteration for a value missing inside the object
+@example('{"a": 1} {"b": 2}')
 def test_decode_json_is_json_loads(text):
     try:
         decoded = ts.decode_json(text)
