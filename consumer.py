@@ -132,8 +132,9 @@ def consume(consumer: KafkaConsumer, render: Callable[[list[ConsumerRecord]], li
             commits.sent(offsets)
         quiet_since = time.monotonic()
     # The last commit waits for the answer (and repeats any that failed): consumer.commit().
-    if commits.unanswered():
-        commit_printed(consumer, commits.unanswered(), run)
+    unanswered = commits.unanswered()
+    if unanswered:
+        commit_printed(consumer, unanswered, run)
     return printed
 
 

@@ -537,7 +537,8 @@ class Report:
         if parsed.kind == KEEP_ALIVE:
             return
         self.skipped += 1
-        self.too_large += line is TOO_LONG
+        if line is TOO_LONG:
+            self.too_large += 1
         if self.told_once:
             return
         if line is TOO_LONG:
